@@ -41,7 +41,6 @@ class Profile:
     gen_downsample: int
     gen_blocks: int
     n_discriminators: int
-    mesh_resolution: tuple[int, int]  # EduHead template grid (rows, cols)
     seed: int = 0
 
     @property
@@ -64,7 +63,6 @@ def _cpu(device: str) -> Profile:
         patch_size=128, window_size=384, window_stride=256,
         rcan_groups=2, rcan_blocks=4, rcan_channels=32, rcan_reduction=8,
         gen_ngf=24, gen_downsample=3, gen_blocks=4, n_discriminators=2,
-        mesh_resolution=(96, 144),
     )
 
 
@@ -75,7 +73,6 @@ def _paper(device: str) -> Profile:
         patch_size=512, window_size=1536, window_stride=1024,
         rcan_groups=10, rcan_blocks=20, rcan_channels=64, rcan_reduction=16,
         gen_ngf=64, gen_downsample=4, gen_blocks=9, n_discriminators=2,
-        mesh_resolution=(192, 288),
     )
 
 
