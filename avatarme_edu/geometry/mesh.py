@@ -152,8 +152,8 @@ def uv_sphere(rows: int = 32, cols: int = 48, radius: float = 0.1) -> Mesh:
     uvs = torch.stack([uu, vv], -1).reshape(-1, 2)
     idx = torch.arange((rows + 1) * (cols + 1)).reshape(rows + 1, cols + 1)
     a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
-    # counter-clockwise seen from outside: a (top-left), c (bottom-left), d (bottom-right)...
-    faces = torch.cat([torch.stack([a, c, d], -1).reshape(-1, 3), torch.stack([a, d, b], -1).reshape(-1, 3)])
-    # drop degenerate triangles at the poles
-    area = _face_cross(vertices, faces).norm(dim=-1)
-    return Mesh(vertices, faces[area > 1e-12], uvs)
+    # counter-clockwise seen from outside: a (top-left), c (bottom-left), d (bottom-right), and a, d, b.
+    # The top row's (a, d, b) and the bottom row's (a, c, d) would be degenerate at the poles: skip them.
+    lower = torch.stack([a, c, d], -1)[:-1].reshape(-1, 3)
+    upper = torch.stack([a, d, b], -1)[1:].reshape(-1, 3)
+    return Mesh(vertices, torch.cat([lower, upper]), uvs)
