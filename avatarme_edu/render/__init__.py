@@ -1,0 +1,1 @@
+"""Rendering: shading, the pythreejs scene and figures. Submodules are imported on demand (no imports here)."""
