@@ -1,0 +1,285 @@
+import math
+import time
+
+import pytest
+import torch
+
+from avatarme_edu.color import luminance
+from avatarme_edu.lightstage import skin as S
+
+HW = (192, 288)  # small toy layout: texels of ~1.3 mm
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return S.toy_face_regions(HW)
+
+
+def make(toy, params=None, seed=0, **kw):
+    regions, mask = toy
+    return S.skin_reflectance(regions, mask, params or S.SkinParams(), torch.Generator().manual_seed(seed), **kw)
+
+
+def angle_from_z_deg(n):
+    return torch.rad2deg(torch.acos(n[2].clamp(-1, 1)))
+
+
+# ---- parameters -----------------------------------------------------------------------------
+
+
+def test_params_are_validated_with_the_valid_range_in_the_message():
+    with pytest.raises(ValueError, match=r"melanin must be in \[0.003, 0.5\]"):
+        S.SkinParams(melanin=0.9)
+    with pytest.raises(ValueError, match="age"):
+        S.SkinParams(age=5)
+    with pytest.raises(ValueError, match="moles"):
+        S.SkinParams(moles=2.5)
+    with pytest.raises(ValueError, match="fitzpatrick"):
+        S.skin_params_for_type(7)
+
+
+def test_sampled_population_is_deterministic_valid_and_spans_light_to_very_dark():
+    a = S.sample_skin_params(torch.Generator().manual_seed(11))
+    b = S.sample_skin_params(torch.Generator().manual_seed(11))
+    assert a == b
+    g = torch.Generator().manual_seed(0)
+    people = [S.sample_skin_params(g) for _ in range(120)]
+    mel = sorted(p.melanin for p in people)
+    assert mel[0] < 0.012 and mel[-1] > 0.28  # Fitzpatrick I and VI both present
+    assert 0.25 < sum(p.beard > 0 for p in people) / 120 < 0.65
+    assert any(p.scalp_hair == 0 for p in people) and any(p.freckles > 0 for p in people)
+    assert len({p for p in people}) == 120  # every subject differs
+
+
+def test_pigment_model_gets_darker_with_melanin_and_redder_with_blood():
+    mel = torch.tensor([S.FITZPATRICK_MELANIN[t] for t in range(1, 7)])
+    rgb = S.pigment_rgb(mel, 0.02, 0.3)
+    lum = rgb @ torch.tensor([0.2126, 0.7152, 0.0722])
+    assert torch.all(lum[1:] < lum[:-1])
+    assert float(lum[0] / lum[-1]) > 6
+    assert torch.all(rgb[:, 0] > rgb[:, 1]) and torch.all(rgb[:, 1] > rgb[:, 2])  # skin is warm
+    pale, flushed = S.pigment_rgb(0.02, 0.01, 0.3), S.pigment_rgb(0.02, 0.08, 0.3)
+    assert float(flushed[0] / flushed[1]) > float(pale[0] / pale[1]) + 0.1
+    # a white reflector's normalisation: no pigment and no blood is close to white-ish, never above 1
+    assert float(S.pigment_rgb(0.003, 0.005, 0.0).max()) <= 1.0
+
+
+# ---- maps -----------------------------------------------------------------------------------
+# One rich subject is painted once and shared by most tests below (map generation is the slow part).
+
+RICH = S.SkinParams(melanin=0.03, freckles=0.6, moles=6, age=60, oiliness=0.6, hair_melanin=0.9)
+
+
+@pytest.fixture(scope="module")
+def rich(toy):
+    return make(toy, RICH, seed=0)
+
+
+def test_maps_have_the_documented_shapes_and_ranges(rich):
+    m = rich
+    H, W = HW
+    assert m.diffuse_albedo.shape == (3, H, W) and m.specular_albedo.shape == (1, H, W)
+    assert m.height.shape == (1, H, W) and m.melanin.shape == (1, H, W)
+    assert m.specular_detail_normals.shape == (3, H, W) and m.diffuse_detail_normals.shape == (3, H, W)
+    for t in (m.diffuse_albedo, m.specular_albedo):
+        assert t.dtype == torch.float32 and float(t.min()) >= 0 and float(t.max()) <= 1
+    for n in (m.specular_detail_normals, m.diffuse_detail_normals):
+        assert torch.allclose(n.norm(dim=0), torch.ones(H, W), atol=1e-5)
+        assert float(n[2].min()) > 0  # detail never tips a normal past the surface
+    skin = m.specular_albedo[0][m.mask]
+    assert 0.15 < float(skin.median()) < 0.6  # the documented light-stage scale
+    assert -1.0 < float(m.height.min()) and float(m.height.max()) < 1.0  # mm: fine detail only
+
+
+def test_outside_the_mask_everything_is_zero_or_flat(toy):
+    regions, mask = toy
+    mask = mask.clone()
+    mask[:, :40] = False
+    m = S.skin_reflectance(regions, mask, S.SkinParams(), 1)
+    off = ~mask
+    assert float(m.diffuse_albedo[:, off].abs().max()) == 0 and float(m.specular_albedo[:, off].abs().max()) == 0
+    assert float(m.height[:, off].abs().max()) == 0
+    for n in (m.specular_detail_normals, m.diffuse_detail_normals):
+        assert torch.equal(n[:, off], torch.tensor([0.0, 0.0, 1.0]).view(3, 1).expand(3, int(off.sum())))
+    # the mask's edge adds no fake slope: normals just inside it look like the ones further in
+    assert float(angle_from_z_deg(m.diffuse_detail_normals)[:, 40].mean()) < 5.0
+
+
+def test_same_seed_same_subject_other_seed_other_subject(toy, rich):
+    regions, mask = toy
+    again = S.skin_reflectance(regions, mask, RICH, 0)  # an int seed = a generator seeded with it
+    other = S.skin_reflectance(regions, mask, RICH, 1)
+    for name in ("diffuse_albedo", "specular_albedo", "height", "specular_detail_normals"):
+        assert torch.equal(getattr(rich, name), getattr(again, name))
+        assert not torch.allclose(getattr(rich, name), getattr(other, name))
+
+
+def test_skin_tone_range_lightest_vs_darkest_is_more_than_four_times(toy):
+    regions, _ = toy
+    face = regions["face"] > 0.5
+    light = make(toy, S.SkinParams(melanin=0.003, scalp_hair=0.0))
+    dark = make(toy, S.SkinParams(melanin=0.5, scalp_hair=0.0))
+    ratio = float(luminance(light.diffuse_albedo)[0][face].mean() / luminance(dark.diffuse_albedo)[0][face].mean())
+    assert ratio > 4.0
+
+
+def test_regional_colour_lips_redder_under_eye_darker(toy, rich):
+    regions, _ = toy
+    a = rich.diffuse_albedo
+    rg = a[0] / a[1].clamp_min(1e-6)
+    lips, forehead = regions["lips"] > 0.7, regions["forehead"] > 0.7
+    assert float(rg[lips].mean()) > float(rg[forehead].mean()) + 0.1
+    cheek = regions["cheeks"] > 0.7
+    under = regions["under_eye"] > 0.7
+    lum = luminance(a)[0]
+    assert float(lum[under].mean()) < float(lum[cheek].mean())
+    # melanin map follows the regions too: more under the eyes than on the lips
+    assert float(rich.melanin[0][under].mean()) > float(rich.melanin[0][lips].mean())
+
+
+def test_specular_is_higher_on_the_t_zone_than_in_cheek_pores(toy, rich):
+    regions, _ = toy
+    spec, h = rich.specular_albedo[0], rich.height[0]
+    t_zone = regions["t_zone"] > 0.7
+    cheek = regions["cheeks"] > 0.7
+    pores = cheek & (h < h[cheek].quantile(0.1))
+    assert float(spec[t_zone].mean()) > 1.3 * float(spec[pores].mean())
+    # hair (brows) reflects less than skin next to it
+    brows = regions["brows"] > 0.7
+    assert float(spec[brows].mean()) < float(spec[regions["forehead"] > 0.7].mean())
+    # oiliness scales the whole map
+    dry = make(toy, RICH.replace(oiliness=0.0))
+    assert float(dry.specular_albedo.mean()) < 0.85 * float(rich.specular_albedo.mean())
+
+
+def test_beard_shadow_darkens_only_the_beard_region(toy, rich):
+    regions, _ = toy
+    bearded = make(toy, RICH.replace(beard=1.0))
+    beard, forehead = regions["beard"] > 0.7, regions["forehead"] > 0.7
+    l0, l1 = luminance(rich.diffuse_albedo)[0], luminance(bearded.diffuse_albedo)[0]
+    assert float(l1[beard].mean()) < 0.85 * float(l0[beard].mean())
+    assert torch.allclose(l1[forehead], l0[forehead])
+
+
+def test_wrinkles_deepen_with_age(toy, rich):
+    regions, _ = toy
+    young = make(toy, RICH.replace(age=20))
+    for region in ("forehead", "neck"):
+        w = regions[region] > 0.7
+        assert float(rich.height[0][w].quantile(0.02)) < 2 * float(young.height[0][w].quantile(0.02))
+
+
+def test_specular_detail_normals_deviate_more_than_the_blurred_diffuse_ones(toy, rich):
+    face = toy[0]["face"] > 0.5
+    spec_dev = float(angle_from_z_deg(rich.specular_detail_normals)[face].mean())
+    diff_dev = float(angle_from_z_deg(rich.diffuse_detail_normals)[face].mean())
+    assert spec_dev > 1.5 * diff_dev and diff_dev > 0.05
+
+
+def test_height_statistics_in_mm_are_the_same_at_two_resolutions():
+    # a 9.6 x 6.4 mm patch of cheek at 0.1 mm and 0.05 mm texels: the same skin, sampled twice as finely
+    stats = []
+    for hw, t in (((64, 96), 0.1), ((128, 192), 0.05)):
+        regions = {"face": torch.ones(hw), "cheeks": torch.ones(hw)}
+        m = S.skin_reflectance(regions, torch.ones(hw, dtype=torch.bool), S.SkinParams(age=50), 3, texel_mm=(t, t))
+        h = m.height[0]
+        stats.append((float(h.mean()), float(h.std()), float(h.quantile(0.01)), float((h < -0.01).float().mean())))
+    for coarse, fine in zip(*stats):
+        assert coarse == pytest.approx(fine, rel=0.15)
+    # and the whole toy face at two map sizes (the coarse map draws pores at its finest spacing)
+    stds = []
+    for hw in ((96, 144), (192, 288)):
+        regions, mask = S.toy_face_regions(hw)
+        h = S.skin_reflectance(regions, mask, S.SkinParams(age=50), 3).height[0]
+        stds.append(float(h[regions["face"] > 0.5].std()))
+    assert stds[0] == pytest.approx(stds[1], rel=0.25)
+
+
+# ---- scale and normals helpers ----------------------------------------------------------------
+
+
+def test_texel_size_from_position_and_from_the_assumed_face_width():
+    H, W = 20, 30
+    rows, cols = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
+                                indexing="ij")
+    position = torch.stack([cols * 0.0005, -rows * 0.0008, torch.zeros(H, W)])  # 0.5 mm x 0.8 mm texels
+    mask = torch.ones(H, W, dtype=torch.bool)
+    ty, tx = S.texel_size_mm(mask, position)
+    assert ty == pytest.approx(0.8, rel=1e-4) and tx == pytest.approx(0.5, rel=1e-4)
+    face = torch.zeros(H, W)
+    face[:, 5:25] = 1.0  # 20 texels wide
+    t = S.texel_size_mm(mask, regions={"face": face})
+    assert t == (S.ASSUMED_FACE_WIDTH_MM / 20, S.ASSUMED_FACE_WIDTH_MM / 20)
+    # skin_reflectance measures the same scale from position (over the face region), or takes it as given
+    regions = {"face": torch.ones(H, W), "cheeks": torch.ones(H, W)}
+    m = S.skin_reflectance(regions, mask, S.SkinParams(), 2, position=position)
+    assert m.texel_mm == pytest.approx((0.8, 0.5), rel=1e-4)
+    assert S.skin_reflectance(regions, mask, S.SkinParams(), 2, texel_mm=(0.1, 0.1)).texel_mm == (0.1, 0.1)
+
+
+def test_height_to_normals_signs_follow_the_tangent_frame():
+    H, W = 8, 10
+    rows, cols = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
+                                indexing="ij")
+    # height rising along +u (columns) by 0.5 mm per 1 mm: the normal leans to -x
+    n = S.height_to_normals(0.5 * cols * 1.0, (1.0, 1.0))
+    assert torch.allclose(n[:, 4, 5], torch.tensor([-0.5, 0.0, 1.0]) / math.sqrt(1.25), atol=1e-6)
+    # height rising *down* the rows: the surface faces up the map, +y (B points up the map)
+    n = S.height_to_normals(0.25 * rows * 2.0, (2.0, 1.0))
+    assert torch.allclose(n[:, 4, 5], torch.tensor([0.0, 0.25, 1.0]) / math.sqrt(1.0625), atol=1e-6)
+
+
+def test_perturb_normals_reorients_detail_onto_the_base():
+    g = torch.Generator().manual_seed(0)
+
+    def random_normals(spread, lift):
+        n = torch.randn(3, 6, 7, generator=g) * torch.tensor([spread, spread, 1.0]).view(3, 1, 1)
+        return torch.nn.functional.normalize(n + torch.tensor([0.0, 0.0, lift]).view(3, 1, 1), dim=0)
+
+    base, detail = random_normals(0.4, 1.0), random_normals(0.3, 1.5)
+    flat = torch.zeros(3, 6, 7)
+    flat[2] = 1
+    assert torch.allclose(S.perturb_normals(base, flat), base, atol=1e-6)
+    assert torch.allclose(S.perturb_normals(flat, detail), detail, atol=1e-6)
+    out = S.perturb_normals(base, detail)
+    assert torch.allclose(out.norm(dim=0), torch.ones(6, 7), atol=1e-6)
+    # a rotation: the angle between result and base equals the detail's angle from +z
+    assert torch.allclose((out * base).sum(0), detail[2], atol=1e-5)
+    batched = S.perturb_normals(base[None].repeat(2, 1, 1, 1), detail[None].repeat(2, 1, 1, 1))
+    assert torch.allclose(batched[1], out, atol=1e-6)
+    with pytest.raises(ValueError, match="base and detail"):
+        S.perturb_normals(base, detail[:, :3])
+
+
+def test_bad_inputs_raise_clear_errors(toy):
+    regions, mask = toy
+    with pytest.raises(ValueError, match="unknown region"):
+        S.skin_reflectance({"elbow": mask.float()}, mask, S.SkinParams(), 0)
+    with pytest.raises(ValueError, match="region 'lips' must be"):
+        S.skin_reflectance({"lips": torch.zeros(4, 4)}, mask, S.SkinParams(), 0)
+    with pytest.raises(ValueError, match="params must be a SkinParams"):
+        S.skin_reflectance(regions, mask, {"melanin": 0.1}, 0)
+    with pytest.raises(ValueError, match="position must be"):
+        S.skin_reflectance(regions, mask, S.SkinParams(), 0, position=torch.zeros(3, 4, 4))
+
+
+def test_cpu_profile_size_runs_fast(capsys):
+    regions, mask = S.toy_face_regions((384, 576))
+    params = S.SkinParams(freckles=0.3, moles=5, beard=0.6, age=60)
+    t0 = time.perf_counter()
+    m = S.skin_reflectance(regions, mask, params, 1)
+    seconds = time.perf_counter() - t0
+    with capsys.disabled():
+        print(f"\nskin_reflectance 576x384: {seconds:.2f} s (target < 2 s), texel {m.texel_mm[1]:.2f} mm")
+    assert m.diffuse_albedo.shape == (3, 384, 576)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_maps_match_cpu_maps_for_a_cpu_generator(toy):
+    regions, mask = toy
+    cpu = make(toy, S.SkinParams(freckles=0.3, moles=3), 4)
+    gpu = S.skin_reflectance({k: v.cuda() for k, v in regions.items()}, mask.cuda(),
+                             S.SkinParams(freckles=0.3, moles=3), torch.Generator().manual_seed(4))
+    assert gpu.diffuse_albedo.device.type == "cuda"
+    assert torch.allclose(gpu.diffuse_albedo.cpu(), cpu.diffuse_albedo, atol=2e-3)
+    assert torch.allclose(gpu.height.cpu(), cpu.height, atol=1e-3)
