@@ -22,8 +22,13 @@ def test_demo_writes_a_consistent_subject(tmp_path, capsys):
     # the 16-bit PNG holds the same normals as the exact tensors
     assert (normals[:, mask] - exact["normals_object"][:, mask]).abs().max() < 1e-3
     assert torch.allclose(exact["normals_object"][:, mask].norm(dim=0), torch.ones(int(mask.sum())), atol=1e-4)
-    for name in ("uv_maps.png", "head_views.png", "window_grid.png"):
-        assert (out / name).stat().st_size > 10_000
+    for name in ("uv_maps.png", "reflectance.png", "head_views.png", "window_grid.png",
+                 "renders/turntable_front.png", "export/avatar.obj", "export/avatar.html"):
+        assert (out / name).stat().st_size > 10_000, name
+    albedo = load_map(out / "reflectance" / "diffuse_albedo.png", "color")
+    assert albedo.shape == (3, 96, 144) and 0.02 < float(albedo[:, mask].mean()) < 0.9
+    assert (out / "export" / "avatar.glb").read_bytes()[:4] == b"glTF"
+    assert "map_Kd avatar_diffuse.png" in (out / "export" / "avatar.mtl").read_text()
     assert not list(out.rglob("*.part*"))
     assert "wrote" in capsys.readouterr().out
 
