@@ -1,7 +1,7 @@
 """Soft face regions on the EduHead template: per-vertex weights in [0, 1].
 
 Later stages paint with them: the virtual light stage gives the lips, brows, stubble (beard) and
-T-zone their own reflectance, and head-model transfer uses the ``face`` region. They are rasterised
+T-zone their own reflectance, and the eyeballs (with their irises) a sclera, an iris and a wet shine, and head-model transfer uses the ``face`` region. They are rasterised
 into UV by :mod:`avatarme_edu.geometry.raster`.
 
 Regions are computed once on the canonical head, so they are the same for every identity (the
@@ -25,7 +25,7 @@ from avatarme_edu.geometry.sculpt import HeadParams, head_layout, head_sdf, para
 from avatarme_edu.geometry.sdf import Points
 
 REGION_NAMES = ("face", "forehead", "nose", "cheeks", "lips", "chin", "under_eye", "eyes", "brows",
-                "beard", "t_zone", "ears", "scalp", "neck", "mouth_interior")
+                "beard", "t_zone", "ears", "scalp", "neck", "mouth_interior", "eyeballs", "irises")
 
 # Hairline as elevation (deg) above the head centre for each |azimuth| (deg): high over the forehead,
 # down to the sideburns in front of the ears, over the ears, and down to the nape at the back.
@@ -74,6 +74,15 @@ def vertex_regions(canonical: torch.Tensor) -> dict[str, torch.Tensor]:
     r = {}
     r["ears"] = near(part["ears"], 0.001, 0.004) * smoothstep(45.0, 60.0, az)
     r["eyes"] = near(torch.minimum(part["eyeballs"], part["lids"]), 0.0005, 0.0025) * front
+    # the eyeball seen between the lids: on the eyeball's surface and nearer to it than to the lids
+    # (the lid shell stands 2.2 mm off the eyeball), so the painter can give it sclera, iris and a wet shine
+    r["eyeballs"] = (near(part["eyeballs"], 0.0003, 0.0012) * smoothstep(0.0002, 0.0008, part["lids"] - part["eyeballs"])
+                     * r["eyes"])
+    # the iris: a disc round each eye's line of sight (+z), on the corneal bulge (the cornea's rim is
+    # ~6.6 mm from the axis; a human iris is ~11.5 mm across)
+    r_axis = torch.hypot(x.abs() - L["x_eye"], y - 0.0)
+    r["irises"] = ((1.0 - smoothstep(0.0052, 0.0060, r_axis)) * smoothstep(L["z_eye"] + 0.008, L["z_eye"] + 0.010, z)
+                   * r["eyeballs"])
     r["nose"] = near(part["nose"], 0.0005, 0.004) * front
     r["mouth_interior"] = near(part["slot"], 0.0001, 0.0009) * front
     r["lips"] = torch.maximum(near(part["lips"], 0.0003, 0.0015) * front, r["mouth_interior"])

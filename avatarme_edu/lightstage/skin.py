@@ -504,7 +504,7 @@ def _landmarks(regions: dict[str, torch.Tensor], W: int) -> dict:
     out = {name: _blob(regions[name]) if name in regions else None for name in ("nose", "lips", "face", "neck")}
     mid = out["nose"].col if out["nose"] else (out["face"].col if out["face"] else W / 2)
     split = int(round(mid))
-    for name in ("eyes", "brows"):
+    for name in ("eyes", "brows", "irises"):
         for side, rng in (("l", (0, split)), ("r", (split, W))):
             out[f"{name}_{side}"] = _blob(regions[name], rng) if name in regions else None
     out["mid_col"] = mid
@@ -563,10 +563,13 @@ def _line_profile(d_mm: torch.Tensor, width_mm: float, t_mm: float) -> torch.Ten
 
 #: Region names this module reads (missing ones count as zero weight).
 REGION_NAMES = ("face", "forehead", "nose", "cheeks", "lips", "chin", "under_eye", "eyes", "brows",
-                "beard", "t_zone", "ears", "scalp", "neck", "mouth_interior")
+                "beard", "t_zone", "ears", "scalp", "neck", "mouth_interior", "eyeballs", "irises")
 
 #: Depth of a typical pore's dimple, mm (x pore_size; nose pores 1.5x, cheek pores 1.3x).
 PORE_DEPTH_MM = 0.025
+
+#: Specular albedo of the wet eyeball (tear film): much stronger than skin's ~0.2-0.6.
+EYE_SPECULAR = 0.9
 
 #: Blur of the diffuse detail normals, mm: light diffuses ~1-2 mm inside skin (Jensen et al. 2001).
 SUBSURFACE_BLUR_MM = 1.2
@@ -639,14 +642,18 @@ def skin_reflectance(regions: dict[str, torch.Tensor], mask: torch.Tensor, param
     scalp = (params.scalp_hair * scalp_w * (0.8 + 0.3 * strands_scalp)).clamp(0, 1)
     stubble = noise.jittered_spots((H, W), (max(1.0 / ty, 2.0), max(1.0 / tx, 2.0)), max(0.12 / t_mm, 0.5),
                                    hg[3], dev, density=0.9, stretch=1.5)
+    # On the neck a texel row is ~20x taller than on the face (the UV layout gives it few rows), so any
+    # texel-sized pattern there renders as long vertical streaks: paint the neck plain (its average).
+    plain = R("neck")
+    stubble = stubble * (1 - plain) + 0.45 * plain
     beard = params.beard * R("beard") * (0.2 + 0.5 * stubble)
     hair_cover = torch.maximum(torch.maximum(brows, scalp), beard).clamp(0, 1)
 
     # ---- height (mm): pores, fine lines, wrinkles, moles, hair ---------------------------------
     pores, pore_depth = _pores(params, R, (H, W), (ty, tx), g_pores, dev)
-    pores = pores * (1 - hair_cover)  # hair hides the pores under it
+    pores = pores * (1 - hair_cover) * (1 - plain)  # hair hides the pores under it; none drawn on the neck
     height = -pore_depth * pores
-    height = height + _fine_texture(params, R, (H, W), (ty, tx), g_fine, dev)
+    height = height + _fine_texture(params, R, (H, W), (ty, tx), g_fine, dev) * (1 - plain)
     wrinkles = _wrinkles(params, R, lm, (H, W), (ty, tx), g_wrinkle, dev)
     height = height - wrinkles
     height = height + 0.02 * (hair_cover * (strands_brow * R("brows") + strands_scalp * R("scalp")))
@@ -657,6 +664,8 @@ def skin_reflectance(regions: dict[str, torch.Tensor], mask: torch.Tensor, param
     mottle_mel = noise.fractal_noise((H, W), per(10.0), mg[0], dev, octaves=5)
     mottle_hb = noise.fractal_noise((H, W), per(12.0), mg[1], dev, octaves=5)
     mottle_car = noise.fractal_noise((H, W), per(40.0), mg[2], dev, octaves=2)
+    calm = 1 - 0.85 * plain  # the neck keeps only a hint of the mottling (see ``plain``)
+    mottle_mel, mottle_hb, mottle_car = mottle_mel * calm, mottle_hb * calm, mottle_car * calm
     flush = params.cheek_flush
     nose_tip = zero
     if lm["nose"] is not None:  # the lower third of the nose: the tip and the wings
@@ -697,11 +706,15 @@ def skin_reflectance(regions: dict[str, torch.Tensor], mask: torch.Tensor, param
     # hair covers the skin: brows, short scalp hair, and the beard shadow (cut hairs just under and
     # above the skin, darkest at each follicle)
     diffuse = diffuse + (hair - diffuse) * (0.85 * hair_cover).unsqueeze(0)
+    # the eyeballs between the lids are not skin: white sclera, a coloured iris, a black pupil
+    eyeball = R("eyeballs")
+    if float(eyeball.max()) > 0:
+        diffuse = diffuse + (_eye_albedo(params, R, lm, (H, W), (ty, tx), dev) - diffuse) * eyeball.unsqueeze(0)
     diffuse = (diffuse * skin).clamp(0, 1)
 
     # ---- specular albedo -----------------------------------------------------------------------
     spec_noise = noise.fractal_noise((H, W), per(10.0), g_spec, dev, octaves=4)
-    spec = (0.25 + 0.2 * params.oiliness) * (1 + 0.08 * spec_noise)
+    spec = (0.25 + 0.2 * params.oiliness) * (1 + 0.08 * spec_noise * calm)
     spec = spec * (1 + (0.25 + 0.45 * params.oiliness) * R("t_zone")) * (1 + 0.15 * R("cheeks"))
     spec = spec * (1 + 0.25 * R("lips")) * (1 + 0.3 * R("eyes")) * (1 + 0.3 * R("mouth_interior"))  # wet
     # a pore is a dry, rough hole: little mirror-like reflection (less so where a coarse map's
@@ -709,9 +722,12 @@ def skin_reflectance(regions: dict[str, torch.Tensor], mask: torch.Tensor, param
     spec = spec * (1 - 0.6 * pores * (pore_depth / (PORE_DEPTH_MM * params.pore_size * 1.5)).clamp(max=1))
     spec = spec * (1 - 0.5 * wrinkle_floor)
     spec = spec * (1 - 0.7 * hair_cover)  # hair scatters light every which way: weak, broad highlights
+    # the eye is wet and glassy: the tear film on the cornea and sclera gives a strong, sharp highlight
+    spec = spec + (EYE_SPECULAR - spec) * eyeball
     spec = (spec * skin).clamp(0, 1).unsqueeze(0)
 
     # ---- normals ----------------------------------------------------------------------------------
+    height = height * (1 - eyeball)  # the eyeball is smooth: no pores or lines
     specular_detail = height_to_normals(height, (ty, tx), mask)
     blurred = noise.gaussian_blur(height, (SUBSURFACE_BLUR_MM / ty, SUBSURFACE_BLUR_MM / tx), mask)
     diffuse_detail = height_to_normals(blurred, (ty, tx), mask)
@@ -719,6 +735,46 @@ def skin_reflectance(regions: dict[str, torch.Tensor], mask: torch.Tensor, param
                     specular_detail_normals=specular_detail, diffuse_detail_normals=diffuse_detail,
                     melanin=(melanin * skin).unsqueeze(0), haemoglobin=(haemoglobin * skin).unsqueeze(0),
                     mask=mask, texel_mm=(ty, tx))
+
+
+def _eye_albedo(params: SkinParams, R, lm, hw, texel, dev) -> torch.Tensor:
+    """Diffuse albedo ``(3, H, W)`` of the eyeballs (used where the ``eyeballs`` region is on).
+
+    The sclera is a warm white (~0.6 linear: it is wet tissue, not paper) with a little blood near the
+    corners; the iris (``irises`` region) is brown for dark-haired subjects and grey-blue for the
+    lightest, darker at its rim (the limbal ring) and with radial fibres; the pupil, ~40 % of the iris
+    radius, is nearly black. Iris centres and sizes are read from the ``irises`` region, per eye.
+    """
+    H, W = hw
+    ty, tx = texel
+    sclera = torch.tensor([0.62, 0.57, 0.52], device=dev).view(3, 1, 1)
+    corner_red = torch.tensor([0.55, 0.38, 0.36], device=dev).view(3, 1, 1)
+    # more blood where the eyeball meets the lids (its region's soft edge)
+    out = sclera + (corner_red - sclera) * (1 - R("eyeballs")).clamp(0, 1).unsqueeze(0) * 0.5
+    t = params.hair_melanin ** 0.7  # eye colour follows hair colour in most people
+    light_iris = torch.tensor([0.16, 0.22, 0.28], device=dev)
+    dark_iris = torch.tensor([0.10, 0.045, 0.02], device=dev)
+    iris_rgb = (light_iris + (dark_iris - light_iris) * t).view(3, 1, 1)
+    iris = R("irises")
+    rows = (torch.arange(H, device=dev, dtype=torch.float32) + 0.5).unsqueeze(1)
+    cols = (torch.arange(W, device=dev, dtype=torch.float32) + 0.5).unsqueeze(0)
+    pupil = torch.zeros(H, W, device=dev)
+    radial = torch.ones(H, W, device=dev)
+    for side in ("l", "r"):
+        b = lm.get(f"irises_{side}")
+        if b is None:
+            continue
+        radius_mm = 0.25 * ((b.right - b.left) * tx + (b.bottom - b.top) * ty)  # half the mean diameter
+        dy, dx = (rows - b.row) * ty, (cols - b.col) * tx
+        r = torch.hypot(dy, dx) / max(radius_mm, 1e-6)  # 0 at the centre, 1 at the iris rim
+        near = (r < 1.6).float()
+        pupil = torch.maximum(pupil, (1 - _smoothstep(0.34, 0.44, r)) * near)
+        fibres = 1 + 0.25 * torch.cos(23 * torch.atan2(dy, dx)) * torch.cos(7 * torch.atan2(dy, dx))
+        limbal = 1 - 0.5 * _smoothstep(0.7, 1.0, r)
+        radial = torch.where(near > 0, fibres * limbal, radial)
+    out = out + (iris_rgb * radial.unsqueeze(0) - out) * iris.unsqueeze(0)
+    out = out + (0.012 - out) * (pupil * iris).unsqueeze(0)
+    return out.clamp(0, 1)
 
 
 def _pores(params: SkinParams, R, hw, texel, gen, dev):

@@ -59,3 +59,23 @@ def test_regions_are_symmetric(regions):
     for name, w in regions.items():
         g = w.reshape(grid)
         assert torch.allclose(g, g.flip(1), atol=2e-3), name
+
+
+def test_eyeballs_and_irises_separate_the_eye_from_its_lids(regions, head):
+    from avatarme_edu.geometry.sculpt import HeadParams, head_layout, params_to_tensors
+
+    L = {k: float(t) for k, t in head_layout(params_to_tensors(HeadParams(), "cpu")).items()}
+    canon = head.canonical
+    for sign in (-1.0, 1.0):  # the front of each cornea, on the eye's line of sight
+        front = torch.tensor([sign * L["x_eye"], 0.0, L["z_eye"] + 0.0135])
+        i = int((canon - front).norm(dim=-1).argmin())
+        assert float((canon[i] - front).norm()) < 0.003
+        assert float(regions["irises"][i]) > 0.9 and float(regions["eyeballs"][i]) > 0.9
+    # the lids are eye region but not eyeball; the iris lies inside the eyeball, the eyeball inside the eyes
+    lids = int(((regions["eyes"] > 0.5) & (regions["eyeballs"] < 0.5)).sum())
+    assert lids > 0.5 * int((regions["eyeballs"] > 0.5).sum()) > 0
+    assert bool((regions["irises"] <= regions["eyeballs"] + 1e-6).all())
+    assert bool((regions["eyeballs"] <= regions["eyes"] + 1e-6).all())
+    # and no eyeball anywhere else on the head
+    far = (canon[:, 1].abs() > 0.02) | (canon[:, 2] < L["z_eye"])
+    assert float(regions["eyeballs"][far].max()) == 0.0

@@ -283,3 +283,53 @@ def test_cuda_maps_match_cpu_maps_for_a_cpu_generator(toy):
     assert gpu.diffuse_albedo.device.type == "cuda"
     assert torch.allclose(gpu.diffuse_albedo.cpu(), cpu.diffuse_albedo, atol=2e-3)
     assert torch.allclose(gpu.height.cpu(), cpu.height, atol=1e-3)
+
+
+def _with_eyes(toy):
+    """The toy layout plus an eyeball (with an iris) inside each eye region."""
+    regions, mask = toy
+    H, W = mask.shape
+    v = (torch.arange(H, dtype=torch.float32) + 0.5).unsqueeze(1) / H
+    u = (torch.arange(W, dtype=torch.float32) + 0.5).unsqueeze(0) / W
+    out = dict(regions)
+    eyeballs, irises = torch.zeros(H, W), torch.zeros(H, W)
+    for cu in (0.41, 0.59):
+        d = torch.sqrt(((u - cu) / 0.03) ** 2 + ((v - 0.385) / 0.015) ** 2)
+        eyeballs = torch.maximum(eyeballs, (d < 1).float())
+        di = torch.sqrt(((u - cu) / 0.011) ** 2 + ((v - 0.385) / 0.0165) ** 2)
+        irises = torch.maximum(irises, (di < 1).float() * (d < 1).float())
+    out["eyeballs"], out["irises"] = eyeballs, irises
+    return out, mask, eyeballs, irises
+
+
+def test_eyeballs_get_sclera_iris_pupil_and_a_wet_smooth_surface(toy):
+    regions, mask, eyeballs, irises = _with_eyes(toy)
+    m = S.skin_reflectance(regions, mask, S.SkinParams(melanin=0.1, hair_melanin=0.9), 0, texel_mm=(0.5, 0.5))
+    lum = luminance(m.diffuse_albedo)[0]
+    sclera = (eyeballs > 0.5) & (irises < 0.5)
+    skin = (regions["face"] > 0.9) & (regions["eyes"] < 0.05) & (regions["lips"] < 0.05)
+    assert float(lum[sclera].median()) > 1.5 * float(lum[skin].median())  # white of the eye
+    assert float(lum[irises > 0.5].median()) < 0.5 * float(lum[sclera].median())  # a dark (brown) iris
+    assert float(lum[irises > 0.5].min()) < 0.02  # the pupil is nearly black
+    iris_rgb = m.diffuse_albedo[:, irises > 0.5].median(1).values
+    assert float(iris_rgb[0]) > float(iris_rgb[2])  # brown for dark hair
+    light = S.skin_reflectance(regions, mask, S.SkinParams(hair_melanin=0.0), 0, texel_mm=(0.5, 0.5))
+    light_rgb = light.diffuse_albedo[:, (irises > 0.5) & (light.diffuse_albedo.sum(0) > 0.1)].median(1).values
+    assert float(light_rgb[2]) > float(light_rgb[0])  # grey-blue for the fairest
+    assert float(m.specular_albedo[0][eyeballs > 0.5].min()) > 0.85 > float(m.specular_albedo[0][skin].max())
+    assert float(m.height[0][eyeballs > 0.5].abs().max()) == 0.0  # no pores on the eyeball
+
+
+def test_neck_is_painted_plain_where_its_texels_are_stretched(toy):
+    regions, mask = toy
+    m = S.skin_reflectance(regions, mask, S.SkinParams(beard=0.8), 3, texel_mm=(0.5, 0.5))
+    lum = luminance(m.diffuse_albedo)[0]
+    neck = (regions["neck"] > 0.95) & (regions["beard"] < 0.05)
+    cheek = (regions["cheeks"] > 0.5) & (regions["beard"] < 0.05)
+    assert int(neck.sum()) > 100 and int(cheek.sum()) > 100
+    # relative variation of the albedo: the neck is much calmer than the face, and has no pores
+    assert float(lum[neck].std() / lum[neck].mean()) < 0.5 * float(lum[cheek].std() / lum[cheek].mean())
+    # what streaks a stretched neck is change from column to column (pores, crepe): nearly none left
+    h = m.height[0]
+    across = (h[:, 1:] - h[:, :-1]).abs()
+    assert float(across[neck[:, 1:]].mean()) < 0.2 * float(across[cheek[:, 1:]].mean())

@@ -15,7 +15,7 @@ from avatarme_edu.render.lights import (
     rotation_y, studio,
 )
 from avatarme_edu.render.shading import (
-    SKIN_DIFFUSION_PROFILE, render_view, sample_uv, shade_uv, shadow_visibility, specular_directional_albedo,
+    SHADOW_SOFTNESS_MM, SKIN_DIFFUSION_PROFILE, local_texel_size_mm, render_view, sample_uv, shade_uv, shadow_visibility, specular_directional_albedo,
     subsurface_blur, texel_size_mm, to_srgb_image,
 )
 
@@ -214,8 +214,9 @@ def test_a_small_sphere_casts_a_round_shadow(sphere):
     blocker = uv_sphere(12, 24, radius=0.03)
     scene = Mesh(torch.cat([mesh.vertices, blocker.vertices + torch.tensor([0.0, 0.0, 0.25])]),
                  torch.cat([mesh.faces, blocker.faces + mesh.n_vertices]), torch.cat([mesh.uvs, blocker.uvs]))
+    # the renderer's default soft penumbra (2 mm) is far narrower than the 1 cm margins below
     vis = shadow_visibility(scene, shape.position, shape.normals_object, shape.mask,
-                            DirectionalLight((0, 0, 1)), resolution=256)[0]
+                            DirectionalLight((0, 0, 1)), resolution=256, softness_mm=SHADOW_SOFTNESS_MM)[0]
     p = shape.position
     off_axis = (p[0] ** 2 + p[1] ** 2).sqrt()
     front = shape.mask & (p[2] > 0.05)
@@ -339,3 +340,73 @@ def test_to_srgb_image_exposure_is_in_stops():
     x = torch.full((3, 2, 2), 0.1)
     torch.testing.assert_close(to_srgb_image(x, exposure=1.0), linear_to_srgb(torch.full((3, 2, 2), 0.2)))
     assert float(to_srgb_image(torch.full((3, 1, 1), 5.0)).max()) == pytest.approx(1.0)  # clipped
+
+
+# ------------------------------------------------------------------------------------------ stretch and softness
+def stretched_shape(h=24, w=36, row_mm=15.0, col_mm=0.5) -> ShapeMaps:
+    """A plane whose rows are ``row_mm`` apart and columns ``col_mm``: like EduHead's neck in UV."""
+    shape = flat_shape(h, w)
+    rows = (torch.arange(h, dtype=torch.float32) + 0.5) * row_mm / 1000
+    cols = (torch.arange(w, dtype=torch.float32) + 0.5) * col_mm / 1000
+    yy, xx = torch.meshgrid(-rows, cols, indexing="ij")
+    shape.position = torch.stack([xx, yy, torch.zeros_like(xx)])
+    return shape
+
+
+def test_local_texel_size_reads_the_stretch():
+    shape = stretched_shape()
+    local = local_texel_size_mm(shape.position, shape.mask)
+    assert local.shape == (2, 24, 36)
+    torch.testing.assert_close(local[0], torch.full((24, 36), 0.5), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(local[1], torch.full((24, 36), 15.0), rtol=1e-3, atol=1e-3)
+
+
+def test_stretch_aware_blur_does_not_carry_red_light_into_a_stretched_shadow():
+    # Rows 15 mm apart: the widest red Gaussian (sigma 2.7 mm) is far below one row, so a shadow edge
+    # between rows must stay dark; with one typical texel size (0.5 mm) it would bleed red rows deep.
+    shape = stretched_shape()
+    mask = shape.mask
+    irradiance = torch.zeros(3, 24, 36)
+    irradiance[:, :12] = 1.0
+    local = local_texel_size_mm(shape.position, mask)
+    out = subsurface_blur(irradiance, mask, (0.5, 0.5), texel_map_mm=local)
+    assert float(out[0, 12:].max()) < 1e-3
+    naive = subsurface_blur(irradiance, mask, (0.5, 0.5))
+    assert float(naive[0, 13].min()) > 0.05  # what the old, uniform blur did: red light ~30 mm into the shadow
+    # along the rows (0.5 mm columns) the stretch-aware blur still scatters, and a flat field stays flat
+    flat = subsurface_blur(torch.full((3, 24, 36), 0.7), mask, (0.5, 0.5), texel_map_mm=local)
+    torch.testing.assert_close(flat, torch.full_like(flat, 0.7), atol=1e-5, rtol=1e-5)
+    spot = torch.zeros(3, 24, 36)
+    spot[:, 12, 18] = 1.0
+    row = subsurface_blur(spot, mask, (0.5, 0.5), texel_map_mm=local)
+    assert float(row[0, 12, 18 + 4]) > 0.01 and float(row[2, 12, 18 + 4]) < 1e-3
+    torch.testing.assert_close(row.sum(dim=(1, 2)), torch.ones(3), atol=2e-3, rtol=2e-3)
+
+
+def test_shade_uv_uses_the_stretch_map():
+    shape = stretched_shape()
+    maps = plain_maps(shape, specular=0.0)
+    maps.diffuse_normals[:, 12:] = torch.tensor([0.0, 0.0, -1.0]).view(3, 1, 1)  # lower rows face away
+    out = shade_uv(shape, maps, DirectionalLight((0, 0, 1)), (0, 0, 1), sss=True)
+    assert float(out["diffuse"][0, 13:].max()) < 1e-3  # no red glow 15+ mm into the dark part
+
+
+def test_soft_shadow_widens_the_penumbra_but_keeps_the_edge_in_place(sphere):
+    mesh, shape = sphere
+    blocker = uv_sphere(12, 24, radius=0.03)
+    scene = Mesh(torch.cat([mesh.vertices, blocker.vertices + torch.tensor([0.0, 0.0, 0.25])]),
+                 torch.cat([mesh.faces, blocker.faces + mesh.n_vertices]), torch.cat([mesh.uvs, blocker.uvs]))
+    args = (scene, shape.position, shape.normals_object, shape.mask, DirectionalLight((0, 0, 1)))
+    hard = shadow_visibility(*args, resolution=256)[0]
+    soft = shadow_visibility(*args, resolution=256, softness_mm=6.0)[0]
+    p = shape.position
+    off_axis = (p[0] ** 2 + p[1] ** 2).sqrt()
+    front = shape.mask & (p[2] > 0.05)
+    assert (soft[front & (off_axis < 0.018)] < 0.05).all() and (soft[front & (off_axis > 0.042)] > 0.95).all()
+    partial = lambda v: int((front & (v > 0.05) & (v < 0.95)).sum())  # noqa: E731
+    assert partial(soft) > partial(hard)
+    # no self-shadowing from the wide filter on the lit, convex sphere (receiver-plane bias)
+    lit_side = shape.mask & (p[2] < -0.02) | (front & (off_axis > 0.05))
+    assert float(soft[lit_side].min()) > 0.95
+    with pytest.raises(ValueError, match="softness_mm"):
+        shadow_visibility(*args, softness_mm=-1.0)
