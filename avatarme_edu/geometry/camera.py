@@ -39,7 +39,7 @@ class Camera:
             raise ValueError(f"world_to_camera must be (4, 4), got {tuple(self.world_to_camera.shape)}")
         if not (self.focal > 0 and math.isfinite(self.focal)):
             raise ValueError(f"focal must be a positive number of pixels, got {self.focal}")
-        self.hw = _check_hw(self.hw)
+        self.hw = check_hw(self.hw)
         self.focal = float(self.focal)
 
     # ------------------------------------------------------------------ construction
@@ -53,7 +53,7 @@ class Camera:
         """
         if not 0.0 < fov_deg < 180.0:
             raise ValueError(f"fov_deg must be in (0, 180) degrees, got {fov_deg}")
-        hw = _check_hw(hw)
+        hw = check_hw(hw)
         if device is None:
             device = eye.device if torch.is_tensor(eye) else "cpu"
         eye, target, up = (torch.as_tensor(x, dtype=torch.float32, device=device).reshape(3)
@@ -139,7 +139,8 @@ class Camera:
         return torch.nn.functional.normalize(eye - points, dim=-1)
 
 
-def _check_hw(hw) -> tuple[int, int]:
+def check_hw(hw) -> tuple[int, int]:
+    """``hw`` as a validated ``(H, W)`` pair of positive ints (image or map size)."""
     try:
         h, w = (int(x) for x in hw)
     except (TypeError, ValueError):

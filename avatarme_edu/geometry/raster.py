@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from avatarme_edu.geometry.camera import check_hw
 from avatarme_edu.geometry.mesh import Mesh
 
 if TYPE_CHECKING:  # the camera module is only needed for type hints here
@@ -85,7 +86,7 @@ def rasterize_uv(mesh: Mesh, hw: tuple[int, int], chunk: int = DEFAULT_CHUNK) ->
     Texel ``(row, col)`` samples the UV point ``((col + 0.5) / W, (row + 0.5) / H)``. Runs on the
     device of ``mesh``; ``chunk`` bounds the number of (triangle, texel) pairs held at once.
     """
-    h, w = _check_hw(hw)
+    h, w = check_hw(hw)
     _check_chunk(chunk)
     scale = torch.tensor([w, h], dtype=mesh.uvs.dtype, device=mesh.uvs.device)
     xy = (mesh.uvs * scale)[mesh.faces]  # (F, 3, 2) texel units, v down like rows
@@ -319,16 +320,6 @@ def _barycentrics(face_index: torch.Tensor, xy: torch.Tensor, z: torch.Tensor | 
             depth.index_put_((pix,), 1.0 / inv_depth)
         bary.index_put_((pix,), lam)  # autograd records the write
     return bary.view(h, w, 3), (depth.view(h, w) if depth is not None else None)
-
-
-def _check_hw(hw) -> tuple[int, int]:
-    try:
-        h, w = (int(x) for x in hw)
-    except (TypeError, ValueError):
-        raise ValueError(f"hw must be a pair (H, W) of positive integers, got {hw!r}") from None
-    if h <= 0 or w <= 0 or (h, w) != tuple(hw):
-        raise ValueError(f"hw must be a pair (H, W) of positive integers, got {hw!r}")
-    return (h, w)
 
 
 def _check_chunk(chunk: int) -> None:
