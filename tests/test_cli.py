@@ -71,3 +71,30 @@ def test_bad_map_size_and_profile_are_rejected_by_the_parser(capsys):
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "avatarme_edu.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "demo" in result.stdout and "head" in result.stdout
+
+
+def test_dataset_command_writes_a_split_dataset(tmp_path, capsys, monkeypatch):
+    import json
+
+    monkeypatch.setenv("AVATARME_DEVICE", "cpu")
+    out = tmp_path / "ls"
+    assert main(["dataset", "5", "--profile", "cpu", "--out", str(out), "--workers", "0"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    held_out = [s["id"] for s in manifest["subjects"] if s["split"] == "held_out"]
+    assert held_out == [4] and len(manifest["subjects"]) == 5
+    assert main(["dataset", "2", "--expressions", "wink", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown expression(s) wink" in capsys.readouterr().err
+
+
+def test_capture_command_reports_the_recovery(capsys):
+    assert main(["capture", "--device", "cpu", "--map-size", "48x72"]) == 0
+    out = capsys.readouterr().out
+    psnr = float(next(line for line in out.splitlines() if line.startswith("diffuse_albedo_psnr")).split()[1])
+    assert 20 < psnr < 60  # the paper formulas: good but not exact (the floor has no lights)
+
+
+def test_output_folder_that_is_a_file_is_a_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["demo", "--device", "cpu", "--map-size", "48x72", "--out", str(blocker)]) == 2
+    assert "File exists" in capsys.readouterr().err
