@@ -565,8 +565,9 @@ def _line_profile(d_mm: torch.Tensor, width_mm: float, t_mm: float) -> torch.Ten
 REGION_NAMES = ("face", "forehead", "nose", "cheeks", "lips", "chin", "under_eye", "eyes", "brows",
                 "beard", "t_zone", "ears", "scalp", "neck", "mouth_interior", "eyeballs", "irises")
 
-#: Depth of a typical pore's dimple, mm (x pore_size; nose pores 1.5x, cheek pores 1.3x).
-PORE_DEPTH_MM = 0.025
+#: Depth of a typical pore's dimple, mm (x pore_size; nose pores 1.5x, cheek pores 1.3x). Facial pores
+#: are ~0.05-0.1 mm deep (skin-replica profilometry); a map too coarse to hold one draws it shallower.
+PORE_DEPTH_MM = 0.06
 
 #: Specular albedo of the wet eyeball (tear film): much stronger than skin's ~0.2-0.6.
 EYE_SPECULAR = 0.9
@@ -700,7 +701,7 @@ def skin_reflectance(regions: dict[str, torch.Tensor], mask: torch.Tensor, param
     # under the eyes the thin skin also shows the darker muscle below: a little less light overall
     diffuse = diffuse * (1 - 0.05 * R("under_eye"))
     # pores and wrinkle floors are partly hidden from the light stage's lights: a little darker
-    wrinkle_floor = (wrinkles / (0.05 + 0.3 * age)).clamp(0, 1)
+    wrinkle_floor = (wrinkles / (0.1 + 0.6 * age)).clamp(0, 1)
     diffuse = diffuse * (1 - 0.1 * pores - 0.1 * wrinkle_floor)
     hair = torch.tensor(hair_rgb(params.hair_melanin, params.hair_redness), device=dev).view(3, 1, 1)
     # hair covers the skin: brows, short scalp hair, and the beard shadow (cut hairs just under and
@@ -791,11 +792,13 @@ def _pores(params: SkinParams, R, hw, texel, gen, dev):
     coarsening = math.sqrt(period[0] * period[1] * ty * tx) / spacing  # 1 when the map holds real pores
     radius_mm = 0.08 * params.pore_size
     radius = min(max(radius_mm / math.sqrt(ty * tx), 0.8), 0.33 * min(period))
+    # a pore narrower than the drawn dimple is averaged over it: shallower (as in _line_profile)
+    shrink = min(1.0, radius_mm / (radius * math.sqrt(ty * tx))) ** 0.5
     keep = (0.4 * R("face") + 0.55 * R("forehead") + 0.65 * R("cheeks") + 0.6 * R("chin") + 1.0 * R("nose")
             + 0.25 * R("neck") + 0.2 * R("ears") + 0.2 * R("scalp"))
     keep = keep.clamp(0.2, 1) * (1 - R("lips")) * (1 - 0.8 * R("eyes")) * (1 - 0.5 * R("under_eye"))
     size = 1 + 0.5 * R("nose") + 0.3 * R("cheeks")
-    depth = PORE_DEPTH_MM * params.pore_size * size
+    depth = PORE_DEPTH_MM * params.pore_size * size * shrink
     if coarsening > 1:
         # chance that a site of the coarse grid holds at least one real pore, and a depth that
         # fades with the real density (fully so once a site spans two real spacings)
@@ -886,12 +889,16 @@ def _wrinkles(params: SkinParams, R, lm, hw, texel, gen, dev):
         wave = noise.smooth_noise((H, W), (4 * spacing / ty, 30.0 / tx), a, dev)
         phase = (rows_mm + 1.5 * wave) / spacing
         d = (phase - torch.round(phase)) * spacing
-        strength = (0.4 + 0.7 * noise.smooth_noise((H, W), (spacing / ty, 22.0 / tx), b, dev)).clamp(0, 1)
+        strength = (0.55 + 0.6 * noise.smooth_noise((H, W), (spacing / ty, 22.0 / tx), b, dev)).clamp(0, 1)
         return depth * _line_profile(d, width, t_mm) * strength * weight
 
+    # Depths and widths (Gaussian half-widths) follow published magnitudes: adult expression lines
+    # are ~0.1-0.5 mm deep and ~0.5-1.5 mm wide (slopes of ~10-30 deg), deeper with age: here the
+    # forehead lines go from 0.06 mm (age 20) to ~0.26 mm (45) and 0.6 mm (75+), crow's feet and frown
+    # lines a little shallower; the nasolabial fold is a broad fold with a sharp crease in it.
     forehead = R("forehead") * (1 - R("brows"))
     if float(forehead.max()) > 0:
-        out = out + horizontal_lines(forehead, 9.0 + 3.0 * rnd[0], 0.5 + 0.5 * age, 0.02 + 0.22 * age, g[0])
+        out = out + horizontal_lines(forehead, 9.0 + 3.0 * rnd[0], 0.5 + 0.35 * age, 0.06 + 0.55 * age, g[0])
     neck = R("neck")
     if float(neck.max()) > 0:
         out = out + horizontal_lines(neck, 14.0 + 4 * rnd[1], 0.8 + 0.6 * age, 0.01 + 0.3 * age, g[1])
@@ -930,9 +937,9 @@ def _wrinkles(params: SkinParams, R, lm, hw, texel, gen, dev):
             along = (_smoothstep(start, start + 3.0, r) * (1 - _smoothstep(0.6 * length, length, r))
                      * (torch.cos(theta - a) > 0))
             strength = 0.5 + 0.5 * rnd[j + 50]
-            fan = torch.maximum(fan, strength * _line_profile(perp, 0.35 + 0.4 * age, t_mm) * along)
+            fan = torch.maximum(fan, strength * _line_profile(perp, 0.4 + 0.3 * age, t_mm) * along)
         keep = (1 - R("eyes")[rs, cs]) * (1 - R("brows")[rs, cs])
-        out[rs, cs] = out[rs, cs] + (0.01 + 0.12 * age) * fan * keep
+        out[rs, cs] = out[rs, cs] + (0.04 + 0.35 * age) * fan * keep
 
     # frown lines: two short vertical furrows between the brows
     bl, br = lm.get("brows_l"), lm.get("brows_r")
@@ -944,7 +951,7 @@ def _wrinkles(params: SkinParams, R, lm, hw, texel, gen, dev):
             for s in (-1.0, 1.0):
                 d = X - (c_col * tx + s * (3.0 + 1.5 * rnd[20]))
                 along = 1 - _smoothstep(3.0, 9.0 + 4 * age, (Y - c_row * ty).abs())
-                out[rs, cs] = out[rs, cs] + (0.005 + 0.2 * age) * _line_profile(d, 0.35 + 0.3 * age, t_mm) * along
+                out[rs, cs] = out[rs, cs] + (0.03 + 0.4 * age) * _line_profile(d, 0.4 + 0.3 * age, t_mm) * along
 
     # nasolabial folds: from the wing of the nose to beside the mouth corner
     nose, lip = lm.get("nose"), lm.get("lips")
@@ -969,8 +976,8 @@ def _wrinkles(params: SkinParams, R, lm, hw, texel, gen, dev):
             (rs, cs), Y, X = crop
             d, along = _segment_distance(Y, X, pts_mm)
             env = _smoothstep(0.0, 0.15, along) * (1 - _smoothstep(0.7, 1.0, along))
-            fold = (0.01 + 0.4 * age) * _line_profile(d, 1.5 + 2.0 * age, t_mm) * env
-            crease = (0.005 + 0.06 * age) * _line_profile(d, 0.4, t_mm) * env  # the sharp line in the fold
+            fold = (0.03 + 0.6 * age) * _line_profile(d, 1.8 + 1.7 * age, t_mm) * env
+            crease = (0.02 + 0.2 * age) * _line_profile(d, 0.45, t_mm) * env  # the sharp line in the fold
             out[rs, cs] = out[rs, cs] + (fold + crease) * (1 - R("lips")[rs, cs])
     return out
 

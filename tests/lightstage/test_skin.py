@@ -169,6 +169,27 @@ def test_wrinkles_deepen_with_age(toy, rich):
         assert float(rich.height[0][w].quantile(0.02)) < 2 * float(young.height[0][w].quantile(0.02))
 
 
+def test_expression_lines_are_visible_in_the_specular_normals_at_the_cpu_map_size():
+    # 576x384 (~0.64 mm texels): forehead lines of a 45-year-old are ~0.1-0.5 mm deep furrows ~1 mm
+    # wide (published magnitudes), so they tilt the specular normals by several degrees - but not
+    # like carved grooves - while a 25-year-old's lines are much shallower; the diffuse normals see
+    # them blurred by subsurface scattering
+    regions, mask = S.toy_face_regions((384, 576))
+    forehead = regions["forehead"] > 0.7
+    p95, depth = {}, {}
+    for age in (25.0, 45.0):
+        m = S.skin_reflectance(regions, mask, S.SkinParams(age=age), 0)
+        spec = angle_from_z_deg(m.specular_detail_normals)[forehead]
+        diff = angle_from_z_deg(m.diffuse_detail_normals)[forehead]
+        p95[age] = float(spec.quantile(0.95))
+        depth[age] = -float(m.height[0][forehead].quantile(0.01))
+        assert float(diff.quantile(0.95)) < 0.5 * p95[age]
+    assert 5.0 < p95[45.0] < 20.0
+    assert p95[25.0] < 0.5 * p95[45.0]
+    assert 0.1 < depth[45.0] < 0.5 and depth[25.0] < 0.5 * depth[45.0]
+    assert 0.05 <= S.PORE_DEPTH_MM <= 0.1  # real facial pores are ~0.05-0.1 mm deep
+
+
 def test_specular_detail_normals_deviate_more_than_the_blurred_diffuse_ones(toy, rich):
     face = toy[0]["face"] > 0.5
     spec_dev = float(angle_from_z_deg(rich.specular_detail_normals)[face].mean())
