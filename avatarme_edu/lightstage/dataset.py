@@ -497,7 +497,7 @@ def load_subject(folder: str | os.PathLike, expression: str = "neutral", device=
     from avatarme_edu.geometry.mesh import Mesh
     from avatarme_edu.geometry.uv_bake import bake_shape_maps
     from avatarme_edu.lightstage.skin import SkinParams
-    from avatarme_edu.lightstage.subjects import _fragments_for, bake_regions
+    from avatarme_edu.lightstage.subjects import uv_fragments_for, bake_regions
     from avatarme_edu.reflectance import ReflectanceMaps
 
     folder = Path(folder)
@@ -524,7 +524,7 @@ def load_subject(folder: str | os.PathLike, expression: str = "neutral", device=
                          f"{uvs.shape[0]}; it was written with another head model")
     mesh = Mesh(vertices, faces, uvs)
     hw = tuple(rec["map_hw"])
-    fragments = _fragments_for(mesh, hw)
+    fragments = uv_fragments_for(mesh, hw)
     shape = bake_shape_maps(mesh, hw, fragments=fragments)
     regions = bake_regions(fragments, faces, head.vertex_regions())
     mask = maps["mask"]

@@ -222,7 +222,7 @@ _DERMIS_SCATTER = 1.28  # scale of the dermis' reduced scattering, 45.6 cm^-1 at
 _CAROTENE_PEAK = 10.0  # cm^-1 at carotene = 1, absorption band around 465 nm
 
 
-def _cie_cmf(lam: torch.Tensor) -> torch.Tensor:
+def cie_cmf(lam: torch.Tensor) -> torch.Tensor:
     """CIE 1931 2-degree colour matching functions ``(3, L)``: the analytic multi-lobe fit of
     Wyman, Sloan and Shirley (2013)."""
 
@@ -236,7 +236,7 @@ def _cie_cmf(lam: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y, z])
 
 
-_XYZ_TO_LINEAR_SRGB = ((3.2406, -1.5372, -0.4986), (-0.9689, 1.8758, 0.0415), (0.0557, -0.2040, 1.0570))
+XYZ_TO_LINEAR_SRGB = ((3.2406, -1.5372, -0.4986), (-0.9689, 1.8758, 0.0415), (0.0557, -0.2040, 1.0570))
 
 
 def skin_spectrum(melanin: torch.Tensor, haemoglobin: torch.Tensor, carotene: torch.Tensor,
@@ -279,8 +279,8 @@ def pigment_rgb(melanin, haemoglobin, carotene) -> torch.Tensor:
     mel, hb, car = torch.broadcast_tensors(*(torch.as_tensor(t, dtype=torch.float64)
                                              for t in (melanin, haemoglobin, carotene)))
     lam = torch.tensor(_LAMBDA_NM, dtype=torch.float64, device=mel.device)
-    cmf = _cie_cmf(lam)
-    m = torch.tensor(_XYZ_TO_LINEAR_SRGB, dtype=torch.float64, device=mel.device)
+    cmf = cie_cmf(lam)
+    m = torch.tensor(XYZ_TO_LINEAR_SRGB, dtype=torch.float64, device=mel.device)
     white = m @ cmf.sum(1)
     rgb = (skin_spectrum(mel, hb, car, lam) @ cmf.T) @ m.T / white
     return rgb.clamp(0, 1).float()

@@ -183,7 +183,7 @@ def _uv_fragments(layout: _LayoutKey) -> Fragments:
     return rasterize_uv(layout.mesh, layout.hw)
 
 
-def _fragments_for(mesh: Mesh, hw: tuple[int, int]) -> Fragments:
+def uv_fragments_for(mesh: Mesh, hw: tuple[int, int]) -> Fragments:
     return _uv_fragments(_LayoutKey(mesh, tuple(hw)))
 
 
@@ -269,7 +269,7 @@ def make_subject_expressions(seed: int, profile: Profile, expressions=None, head
 
     # The UV layout is the same for every expression: rasterise once, bake regions once.
     neutral = head.mesh(identity, "neutral").to(device)
-    fragments = _fragments_for(neutral, hw)
+    fragments = uv_fragments_for(neutral, hw)
     regions = bake_regions(fragments, neutral.faces, head.vertex_regions())
     mask = fragments.mask
     # The skin is painted once, at the texel size of the neutral face, so every expression gets the

@@ -131,15 +131,15 @@ def blackbody_rgb(kelvin: float) -> tuple[float, float, float]:
     Planck's law integrated against the CIE 1931 colour matching functions (the analytic fit used in
     :mod:`~avatarme_edu.lightstage.skin`). 6500 K is close to white; 3000 K is a warm lamp.
     """
-    from avatarme_edu.lightstage.skin import _XYZ_TO_LINEAR_SRGB, _cie_cmf
+    from avatarme_edu.lightstage.skin import XYZ_TO_LINEAR_SRGB, cie_cmf
 
     if not 1000.0 <= float(kelvin) <= 40000.0:
         raise ValueError(f"kelvin must be in [1000, 40000], got {kelvin}")
     lam = torch.arange(380.0, 781.0, 5.0, dtype=torch.float64)
     m = lam * 1e-9
     planck = 1.0 / (m**5 * (torch.exp(torch.tensor(0.014388, dtype=torch.float64) / (m * float(kelvin))) - 1.0))
-    xyz = _cie_cmf(lam) @ planck
-    rgb = torch.tensor(_XYZ_TO_LINEAR_SRGB, dtype=torch.float64) @ xyz
+    xyz = cie_cmf(lam) @ planck
+    rgb = torch.tensor(XYZ_TO_LINEAR_SRGB, dtype=torch.float64) @ xyz
     rgb = rgb.clamp_min(0.0)
     rgb = rgb / (luminance(rgb.view(3, 1, 1)).item())
     return tuple(float(x) for x in rgb)
