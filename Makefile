@@ -1,6 +1,9 @@
 # avatarme-edu: two commands on a fresh machine.
 #   make demo   - builds the environment, then runs the main job on the bundled sample -> outputs/
 #   make test   - builds the environment, then runs the whole test suite (this is what CI runs)
+# While editing: `make test-fast` (everything not marked slow, under a minute), `make strip` (remove
+# notebook outputs before committing), `make baselines` (store the notebooks' key numbers anew, on
+# purpose, after a change that should move them; commit tests/baselines/notebooks.json).
 # Both create .venv themselves. TORCH pins the CPU build that lies on disk on our teaching machines;
 # on a GPU machine use e.g. `make demo TORCH=torch` to take your platform's build.
 
@@ -10,7 +13,7 @@ TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test env browser clean notebooks
+.PHONY: demo test test-fast env browser clean notebooks strip baselines
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +34,18 @@ browser:
 test: $(STAMP) browser
 	$(PY) -m pytest -q
 
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
 notebooks: $(STAMP)
 	$(PY) -m pytest -q tests/test_notebooks.py
+
+strip: $(STAMP)
+	$(PY) -m nbstripout --keep-id notebooks/*.ipynb tests/browser/*.ipynb
+
+baselines: $(STAMP)
+	$(PY) -m pytest -q tests/test_notebooks.py -k runs_and_keeps --update-baselines
+	git diff --stat tests/baselines/notebooks.json
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -3,7 +3,7 @@
 AvatarMe reports PSNR of each inferred map against the light-stage ground truth; we add SSIM and,
 for normals, the angle between inferred and true normals in degrees, which is easier to read
 than a PSNR of vector components. Every function takes an optional ``(H, W)`` bool ``mask``:
-texels outside it (background, holes in the UV layout) never count (DESIGN.md section 2).
+texels outside it (background, holes in the UV layout) never count (docs/design.md section 2).
 
 Inputs are ``(C, H, W)`` or ``(N, C, H, W)``; the mask is shared by all images of a batch.
 Sums are taken in float64 so that the numbers do not depend on the map size.

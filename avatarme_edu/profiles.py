@@ -1,6 +1,6 @@
 """Profiles: the one configuration object passed down through every stage.
 
-Two profiles exist (DESIGN.md section 3):
+Two profiles exist (docs/design.md section 3):
 
 * ``cpu``   - reduced sizes that run in minutes on a 2-core teaching laptop;
 * ``paper`` - the published AvatarMe sizes (6144x4096 maps, RCAN x8, pix2pixHD), for a GPU.

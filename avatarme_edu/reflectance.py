@@ -1,6 +1,6 @@
 """The four reflectance maps AvatarMe produces, in one small container.
 
-All maps share the subject's UV layout (DESIGN.md section 2) and live on one device:
+All maps share the subject's UV layout (docs/design.md section 2) and live on one device:
 
 * ``diffuse_albedo``   A_D ``(3, H, W)`` float32, linear RGB in [0, 1];
 * ``specular_albedo``  A_S ``(1, H, W)`` float32 in [0, 1]; skin's specular reflection is a dielectric

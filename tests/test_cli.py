@@ -10,6 +10,7 @@ from avatarme_edu.geometry.mesh import read_obj
 from avatarme_edu.maps_io import load_map
 
 
+@pytest.mark.slow
 def test_demo_writes_a_consistent_subject(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["demo", "--profile", "cpu", "--device", "cpu", "--map-size", "96x144", "--out", str(out)]) == 0
@@ -73,6 +74,7 @@ def test_console_script_help():
     assert result.returncode == 0 and "demo" in result.stdout and "head" in result.stdout
 
 
+@pytest.mark.slow
 def test_dataset_command_writes_a_split_dataset(tmp_path, capsys, monkeypatch):
     import json
 

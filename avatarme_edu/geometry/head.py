@@ -20,7 +20,7 @@ How it is made - each step is a module you can read on its own:
 
 Use::
 
-    head = load_eduhead()                       # cached; reads data_samples/eduhead/eduhead.safetensors
+    head = load_eduhead()                       # cached; reads avatarme_edu/data/eduhead/eduhead.safetensors
     mesh = head.mesh(head.sample_identity(torch.Generator().manual_seed(0)), expression="smile")
     lms = head.landmarks(mesh.vertices)         # (68, 3)
 
@@ -63,6 +63,7 @@ from avatarme_edu.geometry.sculpt import (
     sample_head_params,
     sculpt_vertices,
 )
+from avatarme_edu.resources import data_path
 
 __all__ = [
     "EduHead", "HeadParams", "PARAM_RANGES", "EXPRESSIONS", "EXPRESSION_WEIGHTS", "BLENDSHAPE_NAMES",
@@ -70,7 +71,7 @@ __all__ = [
     "DATA_PATH", "N_HEADS", "SEED", "VARIANCE_KEPT",
 ]
 
-DATA_PATH = Path(__file__).resolve().parents[2] / "data_samples" / "eduhead" / "eduhead.safetensors"
+DATA_PATH = data_path("eduhead", "eduhead.safetensors")  # package data, see avatarme_edu/resources.py
 N_HEADS = 200  # population size of the stored model
 SEED = 0  # its seed
 VARIANCE_KEPT = 0.99  # the basis keeps at least this fraction of the population's shape variance

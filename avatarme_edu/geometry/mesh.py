@@ -1,6 +1,6 @@
 """Triangle meshes with one UV coordinate per vertex, and OBJ input/output.
 
-Conventions (DESIGN.md section 2):
+Conventions (docs/design.md section 2):
 
 * ``vertices``: ``(V, 3)`` float32, metres, head centred near the origin, +Y up, the face looks
   towards +Z (so a camera on +Z sees the face, OpenGL style).

@@ -23,7 +23,7 @@ unit normals, well below what any network here resolves), in the layout of the p
 safetensors can read a crop of a tensor without reading the rest of the file, which keeps the patch
 loader fast. Masks are uint8; mesh vertices float32. ``fmt="png"`` writes the maps as PNG files with
 :mod:`avatarme_edu.maps_io` instead (8-bit sRGB colour, 16-bit normals): smaller for a committed
-sample (``data_samples/subject_0000``), and viewable in any image viewer.
+sample (``avatarme_edu/data/subject_0000``), and viewable in any image viewer.
 
 **Atomic and resumable.** Each identity is written into a temporary folder that is renamed to
 ``subject_XXXX`` when complete, so an interrupted run leaves no half-written subject; running
@@ -53,6 +53,7 @@ from avatarme_edu.lightstage.subjects import (
 )
 from avatarme_edu.lightstage.wild import WildParams, WildTexture, wild_texture
 from avatarme_edu.profiles import Profile
+from avatarme_edu.resources import data_path
 
 FORMAT_VERSION = 1
 HELD_OUT_EVERY = 5  # identity ids with id % 5 == 4 are held out
@@ -543,18 +544,17 @@ def load_subject(folder: str | os.PathLike, expression: str = "neutral", device=
     return subject, wild
 
 
-SAMPLE_SUBJECT_DIR = Path(__file__).resolve().parents[2] / "data_samples" / subject_dir_name(0)
+SAMPLE_SUBJECT_DIR = data_path(subject_dir_name(0))  # package data, see avatarme_edu/resources.py
 
 
 def load_sample_subject(expression: str = "neutral", device=None, head=None) -> tuple[Subject, WildTexture]:
-    """The committed sample subject (``data_samples/subject_0000``, cpu profile) and its wild texture.
+    """The bundled sample subject (``avatarme_edu/data/subject_0000``, cpu profile) and its wild texture.
 
-    Written by :func:`write_sample_subject`; needs the project's source checkout (the folder is not
-    part of an installed wheel).
+    Written by :func:`write_sample_subject`; installed with the package as package data.
     """
     if not SAMPLE_SUBJECT_DIR.is_dir():
-        raise FileNotFoundError(f"the sample subject is not at {str(SAMPLE_SUBJECT_DIR)!r}; it ships with the "
-                                "project's git checkout (data_samples/), not with an installed package")
+        raise FileNotFoundError(f"the sample subject is not at {str(SAMPLE_SUBJECT_DIR)!r}; reinstall avatarme-edu "
+                                "or rewrite it with `python -m avatarme_edu.lightstage.dataset --sample`")
     return load_subject(SAMPLE_SUBJECT_DIR, expression, device, head)
 
 
@@ -769,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m avatarme_edu.lightstage.dataset",
         description="Write a virtual light-stage dataset (subjects, wild textures, split). "
-                    "`--sample` alone rewrites data_samples/subject_0000.")
+                    "`--sample` alone rewrites avatarme_edu/data/subject_0000.")
     parser.add_argument("n_subjects", type=int, help="number of identities")
     parser.add_argument("seed", type=int, help="the first identity; identities are seed .. seed + n - 1")
     parser.add_argument("path", help="output folder (re-running resumes)")

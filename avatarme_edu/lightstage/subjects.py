@@ -235,7 +235,7 @@ def make_subject(seed: int, profile: Profile, expression: str = "neutral", head=
     same subject. About 1-2 s for the cpu profile's 576x384 maps on a laptop CPU.
 
     >>> s = make_subject(7, get_profile("cpu"), "smile")   # doctest: +SKIP
-    >>> s.reflectance.diffuse_albedo.shape
+    >>> s.reflectance.diffuse_albedo.shape                   # doctest: +SKIP
     torch.Size([3, 384, 576])
     """
     return make_subject_expressions(seed, profile, (expression,), head=head)[0]

@@ -4,7 +4,7 @@ Everything draws on a plain :class:`matplotlib.figure.Figure` (not ``pyplot``): 
 Agg backend on servers, nothing piles up in pyplot's global figure list, and a returned figure is
 shown once by Jupyter. Save with ``fig.savefig("x.png")``.
 
-Display conventions (DESIGN.md section 2): colour maps are linear and shown through the sRGB
+Display conventions (docs/design.md section 2): colour maps are linear and shown through the sRGB
 curve; normals are shown as ``n * 0.5 + 0.5`` (the familiar lilac of tangent-space maps); grey maps
 are shown as they are; texels outside a mask become a neutral grey checkerboard, so "no data"
 never looks like "black skin".

@@ -20,7 +20,7 @@ from PIL import Image
 
 from viewer_pixels import element_pixels, object_stats, save_png
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 FIXTURE_NOTEBOOK = Path(__file__).with_name("viewer_fixture.ipynb")
 LAB_BACKGROUND = (0x21, 0x21, 0x24)  # avatar_scene's scene background

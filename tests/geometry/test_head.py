@@ -109,6 +109,7 @@ def test_population_matches_its_seed():
     assert torch.allclose(torch.tensor([[getattr(p, n) for n in S.PARAM_NAMES] for p in params]), stored)
 
 
+@pytest.mark.slow
 def test_build_is_deterministic_and_small_builds_work():
     a = H.build_eduhead(n_heads=3, seed=11, variance_kept=0.9)
     b = H.build_eduhead(n_heads=3, seed=11, variance_kept=0.9)

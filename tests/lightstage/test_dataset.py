@@ -16,11 +16,6 @@ N = 6  # identities 0..5: identity 4 is held out
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return get_profile("cpu", device="cpu").replace(map_hw=(96, 144), texture_hw=(24, 36), patch_size=32)
-
-
-@pytest.fixture(scope="module")
 def data(tiny, tmp_path_factory):
     path = tmp_path_factory.mktemp("lightstage")
     ds.make_dataset(N, 0, tiny, path, progress=False)
@@ -32,6 +27,7 @@ def test_split_rule_is_by_identity():
     assert ds.split_of(9) == "held_out" and ds.split_of(10) == "train"
 
 
+@pytest.mark.slow
 def test_manifest_and_files(data, tiny):
     man = ds.read_manifest(data)
     train, held = set(man["split"]["train"]), set(man["split"]["held_out"])
@@ -46,6 +42,7 @@ def test_manifest_and_files(data, tiny):
     assert not list(data.glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_written_maps_match_a_fresh_subject(data, tiny):
     subject = make_subject_expressions(2, tiny, ("neutral",))[0]
     maps = ds.load_maps(data / "subject_0002")
@@ -61,6 +58,7 @@ def test_written_maps_match_a_fresh_subject(data, tiny):
     assert (maps["texture_low"] - w.low).abs().max() < 1e-3
 
 
+@pytest.mark.slow
 def test_load_subject_round_trip(data):
     subject, wild = ds.load_subject(data / "subject_0001")
     assert subject.id == 1 and subject.expression == "neutral"
@@ -71,6 +69,7 @@ def test_load_subject_round_trip(data):
     assert (subject.shape.normals_tangent - maps["normals_tangent"]).abs().max() < 2e-3
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_and_redoes_missing(data, tiny, tmp_path):
     path = tmp_path / "copy"
     shutil.copytree(data, path)
@@ -106,6 +105,7 @@ def test_failed_write_leaves_nothing(tiny, tmp_path):
     assert torch.equal(loaded.mesh.vertices, subjects[0].mesh.vertices)
 
 
+@pytest.mark.slow
 def test_train_loader_never_yields_held_out(data, tiny):
     g = torch.Generator().manual_seed(0)
     seen = set()
@@ -120,6 +120,7 @@ def test_train_loader_never_yields_held_out(data, tiny):
         ds.PatchDataset(data, "all", tiny)
 
 
+@pytest.mark.slow
 def test_loader_refuses_a_manifest_that_leaks(data, tiny, tmp_path):
     path = tmp_path / "leaky"
     shutil.copytree(data, path)
@@ -133,6 +134,7 @@ def test_loader_refuses_a_manifest_that_leaks(data, tiny, tmp_path):
         ds.PatchDataset(path, "train", tiny)
 
 
+@pytest.mark.slow
 def test_patches_are_the_same_crop_of_every_map(data, tiny, tmp_path):
     # Replace the maps of one training subject by maps that encode their own coordinates.
     path = tmp_path / "coords"
@@ -176,6 +178,7 @@ def test_patches_are_the_same_crop_of_every_map(data, tiny, tmp_path):
     assert checked > 0
 
 
+@pytest.mark.slow
 def test_patches_match_the_stored_maps_and_repeat_by_seed(data, tiny):
     dset = ds.PatchDataset(data, "train", tiny)
     a = dset.sample(6, torch.Generator().manual_seed(1))
@@ -198,6 +201,7 @@ def test_patches_match_the_stored_maps_and_repeat_by_seed(data, tiny):
         ds.PatchDataset(data, "train", tiny.replace(map_hw=(48, 72)))
 
 
+@pytest.mark.slow
 def test_worker_processes_write_the_same_files(data, tiny, tmp_path):
     # identities 0 and 1 again, now made by two worker processes: the same maps, bit for bit
     path = tmp_path / "workers"
@@ -217,7 +221,7 @@ def test_the_committed_sample_subject_loads_and_matches_its_seed():
     assert torch.allclose(subject.mesh.vertices, fresh.mesh.vertices, atol=1e-6)
     m = fresh.mask
     assert torch.equal(subject.mask, m)
-    stale = "data_samples/subject_0000 is out of date: python -m avatarme_edu.lightstage.dataset --sample"
+    stale = "avatarme_edu/data/subject_0000 is out of date: python -m avatarme_edu.lightstage.dataset --sample"
     assert (subject.reflectance.diffuse_albedo - fresh.reflectance.diffuse_albedo)[:, m].abs().max() < 0.01, stale
     assert (subject.reflectance.specular_normals - fresh.reflectance.specular_normals)[:, m].abs().max() < 1e-3, stale
 

@@ -4,12 +4,6 @@ import pytest
 import torch
 
 from avatarme_edu.lightstage.subjects import Subject, make_subject, make_subject_expressions
-from avatarme_edu.profiles import get_profile
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return get_profile("cpu", device="cpu").replace(map_hw=(96, 144), texture_hw=(24, 36), patch_size=32)
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,6 @@ from avatarme_edu.lightstage.wild import (
     visibility,
     wild_texture,
 )
-from avatarme_edu.profiles import get_profile
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return get_profile("cpu", device="cpu").replace(map_hw=(96, 144), texture_hw=(24, 36), patch_size=32)
 
 
 @pytest.fixture(scope="module")

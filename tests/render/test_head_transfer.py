@@ -286,6 +286,7 @@ def eduhead():
     return load_eduhead()
 
 
+@pytest.mark.slow
 def test_eduhead_blends_fold_no_faces(eduhead):
     # Faces of other identities (one at 2 standard deviations) and expressions on the mean head
     # (neutral, or in the same expression), with the whole face or only its left half: the blend
@@ -318,6 +319,7 @@ def blend_geometry_checked(face, head_mesh, w):
     return out, info
 
 
+@pytest.mark.slow
 def test_transfer_to_head_on_eduhead_with_default_head(eduhead):
     from avatarme_edu.profiles import get_profile
 
@@ -343,6 +345,7 @@ def test_transfer_to_head_on_eduhead_with_default_head(eduhead):
     assert int((flipped_faces(mesh, info.head_mesh) & flipped_faces(mesh, face_mesh)).sum()) == 0
 
 
+@pytest.mark.slow
 def test_eduhead_seam_has_no_step(eduhead):
     # Flat albedos 0.8 (face) and 0.2 (head), no tone matching: across the seam the albedo may change
     # by at most a small multiple of what a linear ramp over the blend band would give per texel.
