@@ -2,6 +2,9 @@
 
 * ``tiny``: the cpu profile shrunk to test sizes (96x144 maps, 24x36 fitted textures, 32-texel
   patches), one object for the whole session (a ``Profile`` is frozen, so sharing it is safe).
+* ``texture8``: the 8-bit encodings a viewer texture must hold, written out in the test suite
+  (sRGB formula, ``n * 0.5 + 0.5``), so viewer tests do not take their expected values from the
+  library's own export helpers.
 * ``--update-baselines``: the notebook tests write the numbers they measure into
   ``tests/baselines/notebooks.json`` instead of comparing (``make baselines``; commit the diff).
 * Tests marked ``slow`` are left out by ``pytest -m "not slow"``, the fast loop while editing;
@@ -10,6 +13,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from avatarme_edu.profiles import Profile, get_profile
@@ -29,3 +33,24 @@ def tiny() -> Profile:
 @pytest.fixture(scope="session")
 def update_baselines(request) -> bool:
     return bool(request.config.getoption("--update-baselines"))
+
+
+@pytest.fixture(scope="session")
+def texture8():
+    """``encode(map, kind)``: a ``(C, H, W)`` map as the ``(H, W, C)`` 0..255 values of an 8-bit texture.
+
+    ``kind``: ``"srgb"`` (linear colour through the sRGB curve), ``"linear"`` (stored as is) or
+    ``"normal"`` (unit vector stored as ``n * 0.5 + 0.5``). Compare inside the mask with ``atol=1``.
+    """
+    def encode(m, kind: str) -> np.ndarray:
+        x = m.detach().cpu().double().permute(1, 2, 0).numpy()
+        if kind == "srgb":
+            x = np.clip(x, 0, 1)
+            x = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+        elif kind == "normal":
+            x = x / np.maximum(np.linalg.norm(x, axis=2, keepdims=True), 1e-12) * 0.5 + 0.5
+        elif kind != "linear":
+            raise ValueError(f"kind must be srgb, linear or normal, got {kind!r}")
+        return np.floor(np.clip(x, 0, 1) * 255 + 0.5)
+
+    return encode

@@ -159,7 +159,27 @@ def test_obj_round_trip(head, tmp_path):
     assert torch.allclose(back.uvs, mesh.uvs, atol=1e-6)
 
 
-def test_model_moves_to_another_device_object(head):
-    moved = head.to("cpu")
-    assert torch.equal(moved.shape(), head.shape())
+def _tensors(head):
+    for name, value in vars(head).items():
+        for key, t in (value.items() if isinstance(value, dict) else [(None, value)]):
+            yield f"{name}[{key}]" if key else name, t
+
+
+def test_model_moves_to_another_device(head):
+    # "meta" is a real second device on every machine (shapes, no storage); a GPU is checked below
+    moved = head.to("meta")
+    assert moved is not head and moved.device.type == "meta" and head.device.type == "cpu"
+    for name, t in _tensors(moved):
+        assert t.device.type == "meta", name
+    shape = moved.shape(torch.zeros(2, head.n_identity, device="meta"))
+    assert shape.device.type == "meta" and shape.shape == (2, head.n_vertices, 3)
     assert H.load_eduhead("cpu") is head
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_model_on_cuda_gives_the_cpu_shape(head):
+    on_gpu = H.load_eduhead("cuda")
+    assert all(t.device.type == "cuda" for _, t in _tensors(on_gpu))
+    assert H.load_eduhead("cuda") is on_gpu  # cached per device
+    c = head.sample_identity(torch.Generator().manual_seed(4))
+    assert torch.allclose(on_gpu.shape(c.cuda()).cpu(), head.shape(c), atol=1e-6)

@@ -287,12 +287,21 @@ def test_bad_inputs_raise_clear_errors(toy):
 def test_cpu_profile_size_runs_fast(capsys):
     regions, mask = S.toy_face_regions((384, 576))
     params = S.SkinParams(freckles=0.3, moles=5, beard=0.6, age=60)
-    t0 = time.perf_counter()
-    m = S.skin_reflectance(regions, mask, params, 1)
-    seconds = time.perf_counter() - t0
+    runs = []
+    for _ in range(2):  # best of two: one stall of a shared machine should not fail the test
+        t0 = time.perf_counter()
+        runs.append((S.skin_reflectance(regions, mask, params, 1), time.perf_counter() - t0))
+    (m, _), (again, _) = runs
+    seconds = min(t for _, t in runs)
     with capsys.disabled():
         print(f"\nskin_reflectance 576x384: {seconds:.2f} s (target < 2 s), texel {m.texel_mm[1]:.2f} mm")
-    assert m.diffuse_albedo.shape == (3, 384, 576)
+    assert seconds < 4.0  # twice the target: measured 0.5 s on a 2-core laptop
+    # and it painted real maps at that size, the same ones again for the same seed
+    assert m.diffuse_albedo.shape == (3, 384, 576) and torch.equal(m.diffuse_albedo, again.diffuse_albedo)
+    skin = m.diffuse_albedo[:, mask]
+    assert float(skin.min()) >= 0 and float(skin.max()) <= 1 and float(skin.std()) > 0.01
+    assert torch.allclose(m.specular_detail_normals.norm(dim=0), torch.ones(384, 576), atol=1e-5)
+    assert m.texel_mm[1] == pytest.approx(m.texel_mm[0], rel=0.5) and 0.3 < m.texel_mm[1] < 1.0  # mm
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -65,8 +65,22 @@ def test_show_maps_makes_a_labelled_grid(tmp_path):
     titled = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title().split("\n")[0] for ax in titled] == list(maps)
     assert "normal" in titled[2].get_title()
+    # each panel shows its own map, by the display conventions written out here (inside the mask)
+    m = mask.numpy()
+    lin = maps["diffuse_albedo"].permute(1, 2, 0).numpy()
+    srgb = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * np.power(lin, 1 / 2.4) - 0.055)
+    grey = np.repeat(maps["specular_albedo"].permute(1, 2, 0).numpy(), 3, axis=2)
+    lilac = maps["specular_normals"].permute(1, 2, 0).numpy() * 0.5 + 0.5
+    for ax, want in zip(titled, (srgb, grey, lilac)):
+        shown = np.asarray(ax.images[0].get_array())[..., :3]
+        assert shown.shape == (24, 36, 3)
+        np.testing.assert_allclose(shown[m], want[m], atol=1e-5)
     fig.savefig(tmp_path / "m.png", dpi=40)
-    assert (tmp_path / "m.png").stat().st_size > 1000
+    from PIL import Image
+
+    png = np.asarray(Image.open(tmp_path / "m.png").convert("RGB"), dtype=np.float32) / 255
+    assert png.shape[:2] == (round(fig.get_figheight() * 40), round(fig.get_figwidth() * 40))
+    assert float(png.std()) > 0.05  # pictures were drawn, not an empty canvas
     with pytest.raises(ValueError, match="empty"):
         show_maps({})
 

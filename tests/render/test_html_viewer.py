@@ -43,7 +43,7 @@ def test_page_is_self_contained(sphere, tmp_path):
     assert not (tmp_path / "v.html.part").exists()
 
 
-def test_page_embeds_the_mesh_and_maps(sphere, tmp_path):
+def test_page_embeds_the_mesh_and_maps(sphere, tmp_path, texture8):
     mesh, maps, shape = sphere
     data = _embedded(write_html_viewer(tmp_path / "v.html", mesh, maps, shape=shape).read_text(encoding="utf-8"))
     positions = np.frombuffer(base64.b64decode(data["positions"]), "<f4").reshape(-1, 3)
@@ -59,6 +59,16 @@ def test_page_embeds_the_mesh_and_maps(sphere, tmp_path):
                       ("specularNormals", "specular_normals_object"), ("diffuseNormals", "diffuse_normals_object")):
         image = np.asarray(Image.open(io.BytesIO(base64.b64decode(data["textures"][name]))))
         np.testing.assert_array_equal(image.reshape(tex[key].shape), tex[key])
+    # and what the page holds is the maps themselves (expected values written out in tests/conftest.py)
+    mask = maps.mask.numpy()
+    for name, m, kind in (("diffuseAlbedo", maps.diffuse_albedo, "srgb"), ("specularAlbedo", maps.specular_albedo,
+                          "linear"), ("diffuseNormals", maps.diffuse_normals, "normal")):
+        image = np.asarray(Image.open(io.BytesIO(base64.b64decode(data["textures"][name]))), dtype=np.float64)
+        image = image.reshape(*mask.shape, -1)
+        np.testing.assert_allclose(image[mask], texture8(m, kind)[mask], atol=1, err_msg=name)
+    normals = np.asarray(Image.open(io.BytesIO(base64.b64decode(data["textures"]["specularNormals"]))),
+                         dtype=np.float64)[mask] / 255 * 2 - 1
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=0.02)  # unit vectors, 8-bit
 
 
 def test_large_maps_are_shrunk_for_the_page(sphere, tmp_path):

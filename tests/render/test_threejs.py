@@ -69,7 +69,7 @@ def test_geometry_carries_the_mesh(scene):
     assert geometry.index.array.dtype == np.uint32
 
 
-def test_shaded_material_and_textures(scene):
+def test_shaded_material_and_textures(scene, texture8):
     mesh, maps, shape, box = scene
     material = _parts(box)["head"].material
     assert isinstance(material, pythreejs.MeshPhongMaterial)
@@ -79,6 +79,15 @@ def test_shaded_material_and_textures(scene):
     np.testing.assert_array_equal(material.map.data[::-1], tex["diffuse"])
     np.testing.assert_array_equal(material.normalMap.data[::-1], tex["normal"])
     np.testing.assert_array_equal(material.specularMap.data[::-1, :, 0], tex["specular"][..., 0])
+    # the uploaded pixels are the maps themselves (expected values written out in tests/conftest.py)
+    mask = maps.mask.numpy()
+    np.testing.assert_allclose(material.map.data[::-1][mask][:, :3], texture8(maps.diffuse_albedo, "srgb")[mask],
+                               atol=1)
+    np.testing.assert_allclose(material.specularMap.data[::-1][mask][:, 0],
+                               texture8(maps.specular_albedo, "linear")[mask][:, 0], atol=1)
+    normals = material.normalMap.data[::-1][mask][:, :3].astype(np.float64) / 255 * 2 - 1
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=0.02)  # unit tangent-space normals
+    assert float(np.median(normals[:, 2])) > 0.8  # mostly +Z: bumps on a smooth sphere
     assert material.map.encoding == "sRGBEncoding" and material.normalMap.encoding == "LinearEncoding"
     assert material.map.flipY is False
 
