@@ -84,6 +84,7 @@ def test_bad_map_size_and_profile_are_rejected_by_the_parser(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "avatarme_edu.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "demo" in result.stdout and "head" in result.stdout

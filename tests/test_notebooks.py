@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,6 +171,8 @@ def test_make_strip_removes_outputs_and_keeps_the_cells(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_and_keeps_its_numbers(path, tmp_path, update_baselines):
+    import papermill  # only here: importing it costs a second of every fast run
+
     numbers = tmp_path / "numbers.json"
     parameters = {"profile": "cpu", "quick": True, "metrics_path": str(numbers)}
     if "out_dir =" in _parameters_cell(nbformat.read(path, as_version=4)).source:

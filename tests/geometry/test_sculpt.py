@@ -56,6 +56,7 @@ def test_canonical_head_has_adult_proportions_and_lies_on_the_surface(canonical)
     assert float(d.abs().max()) < 1e-5
 
 
+@pytest.mark.slow
 def test_same_params_same_vertices_and_identity_warp_keeps_correspondence(canonical):
     base = S.HeadParams()
     wide = S.HeadParams(eye_spacing=0.068, mouth_width=0.055)

@@ -89,6 +89,7 @@ def test_resume_skips_finished_and_redoes_missing(data, tiny, tmp_path):
         ds.make_dataset(N, 0, tiny.replace(map_hw=(48, 72)), path, progress=False)
 
 
+@pytest.mark.slow
 def test_failed_write_leaves_nothing(tiny, tmp_path):
     subjects = make_subject_expressions(7, tiny, ("neutral",))
     wild = wild_texture(subjects[0], tiny, 0)
@@ -213,6 +214,7 @@ def test_worker_processes_write_the_same_files(data, tiny, tmp_path):
     assert ds.read_manifest(path)["written_this_run"] == 2
 
 
+@pytest.mark.slow
 def test_the_committed_sample_subject_loads_and_matches_its_seed():
     subject, wild = ds.load_sample_subject()
     assert subject.id == 0 and subject.hw == (384, 576) and wild.low.shape == (3, 96, 144)

@@ -16,6 +16,7 @@ def _all_maps(s: Subject) -> dict:
             "identity": s.identity, "height": s.height}
 
 
+@pytest.mark.slow
 def test_same_seed_same_subject_and_other_seed_differs(tiny, three):
     a = make_subject(11, tiny, "neutral")
     for name, m in _all_maps(a).items():
