@@ -10,6 +10,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
+# the suite runs on this many processes (pytest-xdist), one thread each: 2 fits a 2-core laptop
+TEST_WORKERS ?= 2
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
@@ -32,10 +34,10 @@ browser:
 	bash scripts/install_browser.sh
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS)
 
 notebooks: $(STAMP)
 	$(PY) -m pytest -q tests/test_notebooks.py
