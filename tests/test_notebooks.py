@@ -43,6 +43,10 @@ def _read_baselines() -> dict:
     return json.loads(BASELINES.read_text())
 
 
+def _fmt(x) -> str:
+    return f"{x:.6g}" if isinstance(x, (int, float)) else repr(x)
+
+
 def compare_numbers(measured: dict, baseline: dict) -> list[str]:
     """One line per number that is missing, new, or worse than its baseline by more than its tolerance."""
     problems = []
@@ -56,7 +60,7 @@ def compare_numbers(measured: dict, baseline: dict) -> list[str]:
             problems.append(f"{key}: baseline needs a numeric 'tol' and 'better' in {DIRECTIONS}, got {b}")
             continue
         ref, tol, better = b["value"], b["tol"], b["better"]
-        if value is None or not math.isfinite(value):
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
             ok = value == ref
         elif better == "higher":
             ok = value >= ref - tol
@@ -65,7 +69,8 @@ def compare_numbers(measured: dict, baseline: dict) -> list[str]:
         else:
             ok = abs(value - ref) <= tol
         if not ok:
-            problems.append(f"{key} = {value:.6g}, baseline {ref:.6g} (tol {tol:g}, {better} is better)")
+            rule = "must stay within tol" if better == "equal" else f"{better} is better"
+            problems.append(f"{key} = {_fmt(value)}, baseline {_fmt(ref)} (tol {tol:g}, {rule})")
     return problems
 
 
@@ -108,6 +113,7 @@ def test_compare_numbers_fails_on_a_worse_number_and_passes_within_tolerance():
     assert "needs a numeric 'tol'" in compare_numbers({"x": 1.0}, {"x": {"value": 1.0, "tol": None, "better": None}})[0]
     assert compare_numbers({"psnr": math.inf}, {"psnr": {"value": math.inf, "tol": 0.5, "better": "higher"}}) == []
     assert compare_numbers({"psnr": math.nan}, {"psnr": {"value": 30.0, "tol": 0.5, "better": "higher"}}) != []
+    assert "None" in compare_numbers({"psnr": None}, {"psnr": {"value": 30.0, "tol": 0.5, "better": "higher"}})[0]
 
 
 def test_every_notebook_has_baselines_with_tolerances():
