@@ -141,7 +141,7 @@ def _read_glb(path: Path):
     return gltf, data[28 + json_len:28 + json_len + bin_len]
 
 
-def test_export_glb_structure_and_contents(sphere, tmp_path):
+def test_export_glb_structure_and_contents(sphere, tmp_path, texture8):
     mesh, maps, shape = sphere
     path = export_glb(tmp_path / "head.glb", mesh, maps, shape=shape)
     assert path == tmp_path / "head.glb" and not (tmp_path / "head.glb.part").exists()
@@ -177,6 +177,13 @@ def test_export_glb_structure_and_contents(sphere, tmp_path):
     np.testing.assert_array_equal(image(material["normalTexture"]), tex["normal"])
     specular = image(material["extensions"]["KHR_materials_specular"]["specularTexture"])
     np.testing.assert_array_equal(specular[..., 3], tex["specular"][..., 0])  # the extension reads alpha
+    # and those pixels are the maps themselves (expected values written out in tests/conftest.py)
+    mask = maps.mask.numpy()
+    base = image(material["pbrMetallicRoughness"]["baseColorTexture"])[..., :3]
+    np.testing.assert_allclose(base[mask], texture8(maps.diffuse_albedo, "srgb")[mask], atol=1)
+    np.testing.assert_allclose(specular[..., 3][mask], texture8(maps.specular_albedo, "linear")[mask][:, 0], atol=1)
+    normals = image(material["normalTexture"])[..., :3][mask].astype(np.float64) / 255 * 2 - 1
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=0.02)
 
 
 def test_export_glb_loads_in_trimesh(sphere, tmp_path):
