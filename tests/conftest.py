@@ -9,14 +9,25 @@
   ``tests/baselines/notebooks.json`` instead of comparing (``make baselines``; commit the diff).
 * Tests marked ``slow`` are left out by ``pytest -m "not slow"``, the fast loop while editing;
   ``make test`` runs everything.
+* Every process runs one torch thread unless ``OMP_NUM_THREADS`` is set.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import os
 
-from avatarme_edu.profiles import Profile, get_profile
+# One thread per process unless OMP_NUM_THREADS says otherwise: the tests are many small tensor ops,
+# which extra threads only slow down on a shared 2-core machine (and `make test` runs two processes).
+# Set before torch is imported, so notebook kernels and CLI subprocesses inherit it too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from avatarme_edu.profiles import Profile, get_profile  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_addoption(parser):

@@ -287,14 +287,21 @@ def test_bad_inputs_raise_clear_errors(toy):
 def test_cpu_profile_size_runs_fast(capsys):
     regions, mask = S.toy_face_regions((384, 576))
     params = S.SkinParams(freckles=0.3, moles=5, beard=0.6, age=60)
-    runs = []
-    for _ in range(2):  # best of two: one stall of a shared machine should not fail the test
-        t0 = time.perf_counter()
-        runs.append((S.skin_reflectance(regions, mask, params, 1), time.perf_counter() - t0))
+    # Timed as CPU time of this process on one thread, best of two, so other programs loading a
+    # shared machine do not make it fail; the target is wall time on a laptop, about the same here.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = []
+        for _ in range(2):
+            t0 = time.process_time()
+            runs.append((S.skin_reflectance(regions, mask, params, 1), time.process_time() - t0))
+    finally:
+        torch.set_num_threads(threads)
     (m, _), (again, _) = runs
     seconds = min(t for _, t in runs)
     with capsys.disabled():
-        print(f"\nskin_reflectance 576x384: {seconds:.2f} s (target < 2 s), texel {m.texel_mm[1]:.2f} mm")
+        print(f"\nskin_reflectance 576x384: {seconds:.2f} s CPU (target < 2 s), texel {m.texel_mm[1]:.2f} mm")
     assert seconds < 4.0  # twice the target: measured 0.5 s on a 2-core laptop
     # and it painted real maps at that size, the same ones again for the same seed
     assert m.diffuse_albedo.shape == (3, 384, 576) and torch.equal(m.diffuse_albedo, again.diffuse_albedo)
