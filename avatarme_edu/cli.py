@@ -68,7 +68,7 @@ def _cmd_dataset(args) -> int:
 
 def _cmd_capture(args) -> int:
     from avatarme_edu.geometry.uv_bake import tangent_to_object
-    from avatarme_edu.lightstage.capture import capture_subject, recovery_report, separate
+    from avatarme_edu.lightstage import capture_subject, recovery_report, separate
     from avatarme_edu.lightstage.sphere import make_light_stage
     from avatarme_edu.lightstage.subjects import make_subject
 

@@ -68,13 +68,13 @@ def run_demo(out: Path, profile: Profile, seed: int = 0, map_hw: tuple[int, int]
     from matplotlib.figure import Figure
 
     from avatarme_edu.geometry.mesh import write_obj
-    from avatarme_edu.geometry.plot import plot_head
+    from avatarme_edu.figures.meshes import plot_head
     from avatarme_edu.lightstage.subjects import make_subject
     from avatarme_edu.lightstage.wild import wild_texture
     from avatarme_edu.maps_io import save_map
     from avatarme_edu.reflectance import MAP_KINDS, MAP_NAMES
     from avatarme_edu.render.export import export_glb, export_obj
-    from avatarme_edu.render.figures import draw_window_grid, show_maps, to_display
+    from avatarme_edu.figures.maps import draw_window_grid, show_maps, to_display
     from avatarme_edu.render.html_viewer import write_html_viewer
     from avatarme_edu.render.lights import studio
     from avatarme_edu.render.views import relight_strip, save_views, turntable

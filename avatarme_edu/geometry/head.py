@@ -53,7 +53,6 @@ from avatarme_edu.geometry.expressions import (
 )
 from avatarme_edu.geometry.landmarks import landmark_indices
 from avatarme_edu.geometry.mesh import Mesh
-from avatarme_edu.geometry.plot import plot_head
 from avatarme_edu.geometry.regions import REGION_NAMES, display_colors, vertex_regions
 from avatarme_edu.geometry.sculpt import (
     PARAM_NAMES,
@@ -66,7 +65,7 @@ from avatarme_edu.geometry.sculpt import (
 
 __all__ = [
     "EduHead", "HeadParams", "PARAM_RANGES", "EXPRESSIONS", "EXPRESSION_WEIGHTS", "BLENDSHAPE_NAMES",
-    "REGION_NAMES", "build_eduhead", "load_eduhead", "save_eduhead", "sample_head_params", "plot_head",
+    "REGION_NAMES", "build_eduhead", "load_eduhead", "save_eduhead", "sample_head_params",
     "DATA_PATH", "N_HEADS", "SEED", "VARIANCE_KEPT",
 ]
 

@@ -23,6 +23,7 @@ import torch
 from avatarme_edu.geometry import template
 from avatarme_edu.geometry.sculpt import HeadParams, head_layout, head_sdf, params_to_tensors
 from avatarme_edu.geometry.sdf import Points
+from avatarme_edu.imaging import smoothstep
 
 REGION_NAMES = ("face", "forehead", "nose", "cheeks", "lips", "chin", "under_eye", "eyes", "brows",
                 "beard", "t_zone", "ears", "scalp", "neck", "mouth_interior", "eyeballs", "irises")
@@ -35,12 +36,6 @@ _HAIRLINE = [(0, 47), (25, 45), (45, 40), (60, 30), (70, 18), (78, 4), (84, 2), 
 # mouth, up the cheek to the sideburns.
 _BEARD_TOP = [(0.0, -0.048), (0.016, -0.050), (0.028, -0.060), (0.040, -0.050), (0.052, -0.030),
               (0.062, -0.008), (0.075, 0.004)]
-
-
-def smoothstep(edge0, edge1, x: torch.Tensor) -> torch.Tensor:
-    """0 below ``edge0``, 1 above ``edge1``, a smooth S in between (edges may be reversed)."""
-    t = ((x - edge0) / (edge1 - edge0)).clamp(0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
 
 
 def _interp(x: torch.Tensor, table) -> torch.Tensor:

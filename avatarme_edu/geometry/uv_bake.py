@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from avatarme_edu.geometry.mesh import Mesh, vertex_normals, weld_index
 from avatarme_edu.geometry.raster import Fragments, interpolate, rasterize_uv
+from avatarme_edu.imaging import check_map
 
 DEFAULT_SMOOTH_ITERATIONS = 4
 SMOOTH_SCALE = 0.02  # metres averaged over by each smoothing step (a nose is ~3 cm wide)
@@ -110,7 +111,7 @@ def object_to_tangent(normals_object: torch.Tensor, maps: ShapeMaps) -> torch.Te
 
     The frame is orthonormal, so this is three dot products; zero outside ``maps.mask``.
     """
-    _check_map(normals_object, maps)
+    check_map("normals_object", normals_object, 3, maps.hw)
     out = torch.stack([(normals_object * maps.tangent).sum(0),
                        (normals_object * maps.bitangent).sum(0),
                        (normals_object * maps.base_normal).sum(0)])
@@ -122,7 +123,7 @@ def tangent_to_object(normals_tangent: torch.Tensor, maps: ShapeMaps) -> torch.T
 
     The inverse of :func:`object_to_tangent` (the frame is orthonormal); zero outside ``maps.mask``.
     """
-    _check_map(normals_tangent, maps)
+    check_map("normals_tangent", normals_tangent, 3, maps.hw)
     out = (normals_tangent[0:1] * maps.tangent + normals_tangent[1:2] * maps.bitangent
            + normals_tangent[2:3] * maps.base_normal)
     return out * maps.mask.to(out.dtype)
@@ -241,8 +242,3 @@ def _depth(z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     lo, hi = inside.min(), inside.max()
     d = (z - lo) / (hi - lo).clamp_min(1e-12)
     return d.clamp(0, 1) * mask.to(z.dtype)
-
-
-def _check_map(x: torch.Tensor, maps: ShapeMaps) -> None:
-    if x.ndim != 3 or x.shape[0] != 3 or tuple(x.shape[1:]) != maps.hw:
-        raise ValueError(f"expected a (3, H, W) = (3, {maps.hw[0]}, {maps.hw[1]}) map, got {tuple(x.shape)}")

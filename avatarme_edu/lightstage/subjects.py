@@ -43,17 +43,14 @@ from avatarme_edu.geometry.mesh import Mesh
 from avatarme_edu.geometry.raster import Fragments, interpolate, rasterize_uv
 from avatarme_edu.geometry.uv_bake import ShapeMaps, bake_shape_maps, tangent_to_object
 from avatarme_edu.lightstage import noise
-from avatarme_edu.lightstage.skin import (
-    REGION_NAMES,
-    SkinMaps,
-    SkinParams,
-    perturb_normals,
-    sample_skin_params,
-    skin_reflectance,
-    texel_size_mm,
-)
+from avatarme_edu.geometry.regions import REGION_NAMES
+from avatarme_edu.lightstage.relief import perturb_normals
+from avatarme_edu.lightstage.skin import SkinMaps, skin_reflectance, skin_texel_mm
+from avatarme_edu.lightstage.skin_params import SkinParams, sample_skin_params
 from avatarme_edu.profiles import Profile
 from avatarme_edu.reflectance import ReflectanceMaps
+from avatarme_edu.geometry.head import load_eduhead
+from avatarme_edu.geometry import head as head_module
 
 MAX_SEED = 2**63 - 1
 
@@ -138,8 +135,6 @@ def check_seed(seed) -> int:
 
 
 def _expressions(head) -> tuple[str, ...]:
-    from avatarme_edu.geometry import head as head_module
-
     return tuple(getattr(head, "expressions", None) or head_module.EXPRESSIONS)
 
 
@@ -191,7 +186,7 @@ def bake_regions(fragments: Fragments, faces: torch.Tensor,
                  vertex_regions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per-vertex region weights ``name -> (V,)`` -> UV maps ``name -> (H, W)`` in [0, 1].
 
-    Only the regions the skin painter knows (:data:`~avatarme_edu.lightstage.skin.REGION_NAMES`)
+    Only the regions the skin painter knows (:data:`~avatarme_edu.geometry.regions.REGION_NAMES`)
     are kept; all are interpolated in one pass.
     """
     names = [n for n in REGION_NAMES if n in vertex_regions]
@@ -252,8 +247,6 @@ def make_subject_expressions(seed: int, profile: Profile, expressions=None, head
         raise ValueError(f"profile must be an avatarme_edu.profiles.Profile, got {type(profile).__name__}")
     device = profile.torch_device
     if head is None:
-        from avatarme_edu.geometry.head import load_eduhead
-
         head = load_eduhead(device=device)
     valid = _expressions(head)
     expressions = valid if expressions is None else tuple(expressions)
@@ -275,7 +268,7 @@ def make_subject_expressions(seed: int, profile: Profile, expressions=None, head
     # The skin is painted once, at the texel size of the neutral face, so every expression gets the
     # same albedo texel for texel.
     position = interpolate(fragments, neutral.vertices.detach().float(), neutral.faces)
-    texel = texel_size_mm(mask, position, regions)
+    texel = skin_texel_mm(mask, position, regions)
     skin = skin_reflectance(regions, mask, params, g_maps, texel_mm=texel)
 
     subjects = []

@@ -50,10 +50,14 @@ from PIL import Image
 
 from avatarme_edu.color import linear_to_srgb
 from avatarme_edu.geometry.mesh import Mesh, vertex_normals, write_obj
+from avatarme_edu.optics.brdf import SKIN_PERCEPTUAL_ROUGHNESS
 from avatarme_edu.reflectance import ReflectanceMaps
+from avatarme_edu.geometry.raster import dilate, interpolate, rasterize_uv
+from avatarme_edu.geometry.uv_bake import bake_shape_maps, tangent_to_object, vertex_tangents
+from avatarme_edu.maps_io import save_map
+from avatarme_edu.reflectance import MAP_KINDS, MAP_NAMES
 
 SKIN_IOR = 1.4  # refractive index of skin's surface (oil/stratum corneum); F0 = 0.028
-SKIN_ROUGHNESS = 0.45  # glTF (perceptual) roughness of skin: a broad, soft sheen
 SPECULAR_COLOR_FACTOR = 2.0  # A_S = 0.5 -> F0 = 0.028, see the module docstring
 PAD_TEXELS = 8  # texels of padding around UV charts, so mip-maps and bilinear lookups see skin
 
@@ -71,8 +75,6 @@ def gltf_tangents(mesh: Mesh) -> torch.Tensor:
     chart that is not mirrored has clockwise UV triangles (negative signed UV area) and gets
     ``w = +1``; a mirrored chart gets ``w = -1``. On smooth meshes this agrees with MikkTSpace.
     """
-    from avatarme_edu.geometry.uv_bake import vertex_tangents
-
     v, f, uv = mesh.vertices.detach().float(), mesh.faces, mesh.uvs.to(mesh.vertices.device).float()
     n = vertex_normals(v, f)
     du = vertex_tangents(v, f, uv)
@@ -98,8 +100,6 @@ def mesh_tangent_frame(mesh: Mesh, hw: tuple[int, int]):
     Interpolates vertex normals and :func:`gltf_tangents` over the UV layout (as a viewer's
     shader does over a triangle) and makes them orthonormal; ``B = w * (N x T)``.
     """
-    from avatarme_edu.geometry.raster import interpolate, rasterize_uv
-
     frags = rasterize_uv(mesh, hw)
     attrs = torch.cat([vertex_normals(mesh.vertices, mesh.faces), gltf_tangents(mesh)], dim=-1)
     a = interpolate(frags, attrs, mesh.faces)
@@ -117,8 +117,6 @@ def specular_normals_object(mesh: Mesh, maps: ReflectanceMaps, shape=None) -> to
     ``shape`` is the :class:`~avatarme_edu.geometry.uv_bake.ShapeMaps` the maps were made with;
     when omitted it is baked here from ``mesh`` with uv_bake's default smoothing.
     """
-    from avatarme_edu.geometry.uv_bake import bake_shape_maps, tangent_to_object
-
     if shape is None:
         shape = bake_shape_maps(mesh, maps.hw)
     if tuple(shape.mask.shape) != maps.hw:
@@ -154,8 +152,6 @@ def viewer_textures(mesh: Mesh, maps: ReflectanceMaps, shape=None, max_width: in
     Normals are stored as ``n * 0.5 + 0.5``. ``max_width`` shrinks large maps (area average) so a
     viewer file stays small; ``which`` picks the textures to compute.
     """
-    from avatarme_edu.geometry.raster import dilate
-
     unknown = set(which) - {"diffuse", "specular", "normal", "specular_normals_object", "diffuse_normals_object"}
     if unknown:
         raise ValueError(f"unknown texture names {sorted(unknown)}")
@@ -224,9 +220,6 @@ def export_obj(out_dir: str | Path, mesh: Mesh, maps: ReflectanceMaps, name: str
     failure leaves nothing half-written; an existing ``out_dir`` is replaced.
     ``shape``: the ShapeMaps the maps were made with (baked from ``mesh`` if omitted).
     """
-    from avatarme_edu.maps_io import save_map
-    from avatarme_edu.reflectance import MAP_KINDS, MAP_NAMES
-
     check_mesh_and_maps(mesh, maps)
     if not name or any(c in name for c in '/\\:*?"<>| '):
         raise ValueError(f"name must be a plain file stem without spaces or path separators, got {name!r}")
@@ -388,7 +381,7 @@ def export_glb(path: str | Path, mesh: Mesh, maps: ReflectanceMaps, shape=None,
         "materials": [{
             "name": "skin",
             "pbrMetallicRoughness": {"baseColorTexture": {"index": 0}, "metallicFactor": 0.0,
-                                     "roughnessFactor": SKIN_ROUGHNESS},
+                                     "roughnessFactor": SKIN_PERCEPTUAL_ROUGHNESS},
             "normalTexture": {"index": 1},
             "extensions": {
                 "KHR_materials_specular": {"specularTexture": {"index": 2},

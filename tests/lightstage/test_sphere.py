@@ -4,8 +4,9 @@ import matplotlib
 import pytest
 import torch
 
-from avatarme_edu.lightstage.sphere import (BANKS, LightStage, camera_arc, fibonacci_directions, make_light_stage,
-                                            plot_light_stage)
+from avatarme_edu.figures.lightstage import plot_light_stage
+from avatarme_edu.geometry.sphere_points import fibonacci_directions
+from avatarme_edu.lightstage.sphere import BANKS, LightStage, camera_arc, make_light_stage
 
 matplotlib.use("Agg")
 

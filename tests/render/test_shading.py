@@ -14,10 +14,10 @@ from avatarme_edu.render.lights import (
     DirectionalLight, PointLight, SHEnvironment, direction_from_angles, indoor_warm, outdoor_sun,
     rotation_y, studio,
 )
-from avatarme_edu.render.shading import (
-    SHADOW_SOFTNESS_MM, SKIN_DIFFUSION_PROFILE, local_texel_size_mm, render_view, sample_uv, shade_uv, shadow_visibility, specular_directional_albedo,
-    subsurface_blur, texel_size_mm, to_srgb_image,
-)
+from avatarme_edu.geometry.texels import local_texel_size_mm, texel_size_mm
+from avatarme_edu.optics.shadows import SHADOW_SOFTNESS_MM, shadow_visibility
+from avatarme_edu.optics.subsurface import SKIN_DIFFUSION_PROFILE, subsurface_blur
+from avatarme_edu.render.shading import render_view, sample_uv, shade_uv, specular_directional_albedo, to_srgb_image
 
 
 def flat_shape(h=24, w=36, texel_m=0.001) -> ShapeMaps:
@@ -357,8 +357,9 @@ def test_local_texel_size_reads_the_stretch():
     shape = stretched_shape()
     local = local_texel_size_mm(shape.position, shape.mask)
     assert local.shape == (2, 24, 36)
-    torch.testing.assert_close(local[0], torch.full((24, 36), 0.5), rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(local[1], torch.full((24, 36), 15.0), rtol=1e-3, atol=1e-3)
+    # (rows, cols): rows are 15 mm apart, columns 0.5 mm
+    torch.testing.assert_close(local[0], torch.full((24, 36), 15.0), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(local[1], torch.full((24, 36), 0.5), rtol=1e-3, atol=1e-4)
 
 
 def test_stretch_aware_blur_does_not_carry_red_light_into_a_stretched_shadow():

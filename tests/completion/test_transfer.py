@@ -13,18 +13,10 @@ import torch
 from avatarme_edu.geometry.mesh import Mesh, uv_sphere
 from avatarme_edu.geometry.uv_bake import bake_shape_maps, tangent_to_object
 from avatarme_edu.reflectance import ReflectanceMaps
-from avatarme_edu.render.head import (
-    blend_weights,
-    feather_mask,
-    flipped_faces,
-    match_skin_tone,
-    relax_offsets,
-    rotate_between,
-    similarity_transform,
-    skin_tone_stats,
-    tone_ring,
-    transfer_to_head,
-)
+from avatarme_edu.completion.blend import (blend_weights, feather_mask, flipped_faces, relax_offsets, rotate_between,
+                                           similarity_transform)
+from avatarme_edu.completion.tone import match_skin_tone, skin_tone_stats, tone_ring
+from avatarme_edu.completion.transfer import transfer_to_head
 
 HW = (48, 72)
 
@@ -309,7 +301,7 @@ def test_eduhead_blends_fold_no_faces(eduhead):
 
 
 def blend_geometry_checked(face, head_mesh, w):
-    from avatarme_edu.render.head import blend_geometry
+    from avatarme_edu.completion.blend import blend_geometry
 
     out, info = blend_geometry(face, head_mesh, w)
     assert torch.equal(out.vertices[w >= 1], face.vertices[w >= 1])
@@ -346,7 +338,7 @@ def test_transfer_to_head_on_eduhead_with_default_head(eduhead):
 def test_eduhead_seam_has_no_step(eduhead):
     # Flat albedos 0.8 (face) and 0.2 (head), no tone matching: across the seam the albedo may change
     # by at most a small multiple of what a linear ramp over the blend band would give per texel.
-    from avatarme_edu.render.head import DEFAULT_BLEND_WIDTH
+    from avatarme_edu.completion.blend import DEFAULT_BLEND_WIDTH
 
     hw = (96, 144)
     face_mesh = eduhead.mesh(eduhead.sample_identity(torch.Generator().manual_seed(7)), "smile")

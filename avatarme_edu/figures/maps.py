@@ -1,4 +1,4 @@
-"""Figures for notebooks and the README: UV maps, the sliding-window grid, PSNR bar charts.
+"""Figures for notebooks and the README: UV maps, rows of images, the sliding-window grid, PSNR bar charts.
 
 Everything draws on a plain :class:`matplotlib.figure.Figure` (not ``pyplot``): it works with the
 Agg backend on servers, nothing piles up in pyplot's global figure list, and a returned figure is
@@ -144,6 +144,20 @@ def show_maps(maps: dict[str, torch.Tensor], kinds: dict[str, str] | None = None
     return fig
 
 
+def show_images(images, titles, width: float = 3.2) -> Figure:
+    """A row of display-ready ``(3, H, W)`` sRGB images in [0, 1] (e.g. renders), each with its title."""
+    if len(images) == 0 or len(images) != len(titles):
+        raise ValueError(f"give one title per image and at least one image, got {len(images)} images "
+                         f"and {len(titles)} titles")
+    fig = Figure(figsize=(width * len(images), width + 0.4), layout="constrained")
+    axes = fig.subplots(1, len(images), squeeze=False)
+    for ax, img, title in zip(axes[0], images, titles):
+        ax.imshow(img.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy())
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    return fig
+
+
 def draw_window_grid(image_map, windows: list[tuple[int, int]], window: int, ax=None,
                      patches=None, patch_size: int | None = None):
     """Draw a UV map with the sliding-window grid on top; returns the ``Axes``.
@@ -253,3 +267,27 @@ def psnr_bar_chart(table: dict[str, dict[str, float]], ylabel: str = "PSNR (dB)"
     if title:
         ax.set_title(title)
     return fig
+
+
+def transfer_figure(face_maps, maps, info, head_maps_before=None) -> Figure:
+    """Head-model transfer before and after, as one :func:`show_maps` grid.
+
+    ``face_maps``, ``maps`` and ``head_maps_before``: :class:`~avatarme_edu.reflectance.ReflectanceMaps`;
+    ``info``: the :class:`~avatarme_edu.completion.transfer.HeadTransferInfo` of the transfer.
+
+    Panels: the face's albedo (input), the head model's albedo before (if given) and after tone
+    matching, the blend weight alpha, the ring where tones were compared, and the result's four maps.
+    """
+    panels = {"face: diffuse_albedo (input)": face_maps.diffuse_albedo}
+    kinds = {}
+    if head_maps_before is not None:
+        panels["head model: diffuse_albedo"] = head_maps_before.diffuse_albedo
+    panels["head model: tone matched"] = info.head_maps.diffuse_albedo
+    panels["blend weight alpha (1 = face)"] = info.alpha[None]
+    panels["tone ring"] = info.ring
+    panels["result: diffuse_albedo"] = maps.diffuse_albedo
+    panels["result: specular_albedo"] = maps.specular_albedo
+    panels["result: specular_normals"] = maps.specular_normals
+    panels["result: diffuse_normals"] = maps.diffuse_normals
+    kinds["blend weight alpha (1 = face)"] = "gray"
+    return show_maps(panels, kinds=kinds, ncols=3, title="Head model transfer")

@@ -2,7 +2,7 @@
 
 Lambert shading from smooth vertex normals (averaged per triangle), back faces culled, painter's
 algorithm (matplotlib's depth sort) after a coarse z-buffer drops hidden triangles. Good enough to
-see a head's shape in a notebook; the real renderer lives in render/.
+see a head's shape in a notebook; the real renderer lives in :mod:`avatarme_edu.render`.
 """
 
 from __future__ import annotations
