@@ -39,6 +39,33 @@ def check_map(name: str, t, channels: int, hw) -> None:
         raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
 
 
+def unit_vectors(x: torch.Tensor, dim: int = -3) -> torch.Tensor:
+    """Normalise vectors stored along ``dim`` (zero vectors stay zero).
+
+    Written out because ``F.normalize`` over the channel axis of a ``(3, H, W)`` map is ~10x slower
+    on a CPU (it reduces over a strided axis).
+    """
+    return x / (x * x).sum(dim, keepdim=True).sqrt().clamp_min(1e-12)
+
+
+def channel_dot(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
+    """Dot product of vector fields along ``dim`` (kept, size 1): e.g. ``n . l`` per texel of ``(3, H, W)`` maps."""
+    return (a * b).sum(dim=dim, keepdim=True)
+
+
+def interp(x: torch.Tensor, xp, fp) -> torch.Tensor:
+    """Piecewise-linear ``f(x)`` through the points ``(xp, fp)`` (``xp`` increasing), clamped at the ends.
+
+    ``xp``, ``fp``: 1-D tensors or sequences of numbers; computed in float64, returned in ``x``'s dtype.
+    """
+    xp = torch.as_tensor(xp, dtype=torch.float64, device=x.device)
+    fp = torch.as_tensor(fp, dtype=torch.float64, device=x.device)
+    xd = x.double().clamp(float(xp[0]), float(xp[-1]))
+    i = torch.searchsorted(xp, xd.contiguous()).clamp(1, xp.numel() - 1)
+    x0, x1, f0, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
+    return (f0 + (f1 - f0) * (xd - x0) / (x1 - x0)).to(x.dtype)
+
+
 def _sigmas(sigma) -> tuple[float, float]:
     sy, sx = (float(sigma), float(sigma)) if isinstance(sigma, (int, float)) else (float(s) for s in sigma)
     if not (sy >= 0 and sx >= 0 and math.isfinite(sy) and math.isfinite(sx)):

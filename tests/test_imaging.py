@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from avatarme_edu.imaging import check_map, gaussian_blur, smoothstep
+from avatarme_edu.imaging import (channel_dot, check_map, downsample_masked, gaussian_blur, interp, smoothstep,
+                                  unit_vectors, upsample_masked)
 from avatarme_edu.lightstage import noise
 
 
@@ -66,3 +67,32 @@ def test_bad_input_raises_one_clear_line():
         check_map("albedo", torch.zeros(1, 4, 5), 3, (4, 5))
     with pytest.raises(ValueError, match="floating-point"):
         check_map("albedo", torch.zeros(3, 4, 5, dtype=torch.int64), 3, (4, 5))
+
+
+def test_interp_is_piecewise_linear_and_clamped():
+    x = torch.tensor([-1.0, 0.0, 0.5, 1.5, 2.0, 9.0])
+    assert interp(x, (0.0, 1.0, 2.0), (10.0, 20.0, 0.0)).tolist() == pytest.approx([10, 10, 15, 10, 0, 0])
+    assert interp(x, (0.0, 1.0, 2.0), (10.0, 20.0, 0.0)).dtype == torch.float32
+
+
+def test_unit_vectors_and_channel_dot_work_along_the_channel_axis():
+    v = torch.zeros(2, 3, 4, 5)
+    v[:, 0] = 3.0
+    v[:, 1] = 4.0
+    v[1, :, 0, 0] = 0.0  # a zero vector stays zero
+    u = unit_vectors(v)
+    assert torch.allclose(u[0, :, 1, 1], torch.tensor([0.6, 0.8, 0.0]))
+    assert torch.equal(u[1, :, 0, 0], torch.zeros(3))
+    d = channel_dot(u[0], torch.tensor([1.0, 1.0, 0.0]).view(3, 1, 1), dim=0)
+    assert d.shape == (1, 4, 5) and torch.allclose(d, torch.full((1, 4, 5), 1.4))
+
+
+def test_masked_down_and_up_sampling_average_only_valid_texels():
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[:, :4] = True
+    x = torch.where(mask, torch.tensor(2.0), torch.tensor(100.0))[None]  # background must not leak in
+    small, keep = downsample_masked(x, mask, (4, 4))
+    assert keep[:, :2].all() and not keep[:, 2:].any()
+    assert torch.allclose(small[0, keep], torch.tensor(2.0))
+    back = upsample_masked(small, keep, mask)
+    assert torch.allclose(back[0, mask], torch.tensor(2.0), atol=1e-5) and float(back[0, ~mask].abs().max()) == 0.0

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from avatarme_edu.geometry.mesh import Mesh, weld_index
 from avatarme_edu.geometry.raster import interpolate, rasterize_uv
 from avatarme_edu.geometry.uv_bake import object_to_tangent, tangent_to_object
-from avatarme_edu.imaging import gaussian_blur, smoothstep
+from avatarme_edu.imaging import channel_dot, gaussian_blur, smoothstep
 from avatarme_edu.reflectance import ReflectanceMaps
 from avatarme_edu.render.shading import sample_uv
 
@@ -73,7 +73,7 @@ def _snap(w: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return torch.where(w < eps, torch.zeros_like(w), w)
 
 
-def blend_weights(mesh: Mesh, face_weight: torch.Tensor, face_mask: torch.Tensor,
+def face_blend_weights(mesh: Mesh, face_weight: torch.Tensor, face_mask: torch.Tensor,
                   blend_width: float = DEFAULT_BLEND_WIDTH, fragments=None) -> tuple[torch.Tensor, torch.Tensor]:
     """The blend weight "how much of the reconstruction", per texel and per vertex.
 
@@ -265,10 +265,6 @@ def flipped_faces(mesh: Mesh, reference: Mesh, min_cos: float = 0.0) -> torch.Te
     return area_ok & ((a * b).sum(-1) < min_cos)
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b).sum(0, keepdim=True)
-
-
 def rotate_between(a: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Apply to ``v`` the smallest rotation that takes unit vector ``a`` to unit vector ``b``.
 
@@ -277,9 +273,9 @@ def rotate_between(a: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.T
     shape to another: a pore that tilted 5 degrees from shape ``a`` tilts 5 degrees from shape ``b``.
     (For ``a = -b`` the rotation is undefined; those texels keep ``v``.)
     """
-    c = _dot(a, b)
+    c = channel_dot(a, b, dim=0)
     k = torch.linalg.cross(a, b, dim=0)
-    out = v * c + torch.linalg.cross(k, v, dim=0) + k * _dot(k, v) / (1.0 + c).clamp_min(1e-6)
+    out = v * c + torch.linalg.cross(k, v, dim=0) + k * channel_dot(k, v, dim=0) / (1.0 + c).clamp_min(1e-6)
     return torch.where(c > -0.999, out, v)
 
 

@@ -7,7 +7,7 @@ of the head model, texel ``(row, col)`` of one map *is* that texel of the other.
 a **blend** of two heads, with a weight that is 1 on the face, 0 on the rest of the head and soft in
 between. What makes a blend look seamless is the subject of this module:
 
-1. **Where** (:func:`blend_weights`). EduHead's soft ``face`` region (per vertex, in [0, 1]) says
+1. **Where** (:func:`face_blend_weights`). EduHead's soft ``face`` region (per vertex, in [0, 1]) says
    where the face is. A reconstruction may cover less than that (a cropped photo, a self-occluded
    cheek), so a ``face_mask`` ``(H, W)`` says which texels hold data; it is *feathered*
    (:func:`feather_mask`, ``blend_width`` wide) so the weight also fades out towards the edge of the
@@ -44,8 +44,8 @@ from dataclasses import dataclass
 
 import torch
 
-from avatarme_edu.completion.blend import (ALIGN_MODES, DEFAULT_BLEND_WIDTH, blend_geometry, blend_maps, blend_weights,
-                                           check_same_layout)
+from avatarme_edu.completion.blend import (ALIGN_MODES, DEFAULT_BLEND_WIDTH, blend_geometry, blend_maps,
+                                           check_same_layout, face_blend_weights)
 from avatarme_edu.completion.tone import (TONE_SPACES, SkinTone, match_skin_tone, skin_tone_stats, tone_ring,
                                           tone_transform)
 from avatarme_edu.geometry.head import load_eduhead
@@ -198,7 +198,7 @@ def transfer_to_head(face_mesh: Mesh, face_maps: ReflectanceMaps, head_mesh: Mes
         head_shape = bake_shape_maps(head_mesh, hw, fragments=fragments)
 
     # 1. where
-    alpha, vertex_weight = blend_weights(head_mesh, face_weight, valid, blend_width, fragments)
+    alpha, vertex_weight = face_blend_weights(head_mesh, face_weight, valid, blend_width, fragments)
     alpha = alpha * valid
 
     # 2. skin tone, measured on bare skin in the seam band, the same texels on both heads

@@ -54,14 +54,8 @@ from avatarme_edu.geometry.expressions import (
 from avatarme_edu.geometry.landmarks import landmark_indices
 from avatarme_edu.geometry.mesh import Mesh
 from avatarme_edu.geometry.regions import REGION_NAMES, display_colors, vertex_regions
-from avatarme_edu.geometry.sculpt import (
-    PARAM_NAMES,
-    PARAM_RANGES,
-    HeadParams,
-    canonical_vertices,
-    sample_head_params,
-    sculpt_vertices,
-)
+from avatarme_edu.geometry.sculpt import PARAM_NAMES, PARAM_RANGES, HeadParams, sample_head_params
+from avatarme_edu.geometry.template_fit import canonical_vertices, sculpt_vertices
 
 __all__ = [
     "EduHead", "HeadParams", "PARAM_RANGES", "EXPRESSIONS", "EXPRESSION_WEIGHTS", "BLENDSHAPE_NAMES",

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from avatarme_edu.geometry.mesh import Mesh, vertex_normals, weld_index
 from avatarme_edu.geometry.raster import Fragments, interpolate, rasterize_uv
-from avatarme_edu.imaging import check_map
+from avatarme_edu.imaging import check_map, unit_vectors
 
 DEFAULT_SMOOTH_ITERATIONS = 4
 SMOOTH_SCALE = 0.02  # metres averaged over by each smoothing step (a nose is ~3 cm wide)
@@ -86,17 +86,17 @@ def bake_shape_maps(mesh: Mesh, hw: tuple[int, int],
     keep = mask[None].to(verts.dtype)
 
     position = interpolate(fragments, verts, faces)
-    normals_object = _unit(interpolate(fragments, vertex_normals(verts, faces), faces)) * keep
+    normals_object = unit_vectors(interpolate(fragments, vertex_normals(verts, faces), faces)) * keep
 
     base = smooth_vertices(verts, faces, int(smooth_iterations), smooth_scale)
-    base_normal = _unit(interpolate(fragments, vertex_normals(base, faces), faces))
+    base_normal = unit_vectors(interpolate(fragments, vertex_normals(base, faces), faces))
     dp_du = interpolate(fragments, vertex_tangents(base, faces, mesh.uvs), faces)
     # Gram-Schmidt: keep the part of dP/du that lies in the tangent plane.
     tangent = dp_du - (dp_du * base_normal).sum(0, keepdim=True) * base_normal
     # Where u does not move the surface (a collapsed UV edge), any tangent keeps the frame valid.
     fallback = torch.linalg.cross(base_normal, _axis_least_aligned(base_normal), dim=0)
     weak = tangent.norm(dim=0, keepdim=True) < 1e-6 * dp_du.norm(dim=0, keepdim=True).amax().clamp_min(1e-30)
-    tangent = _unit(torch.where(weak, fallback, tangent)) * keep
+    tangent = unit_vectors(torch.where(weak, fallback, tangent)) * keep
     base_normal = base_normal * keep
     bitangent = torch.linalg.cross(base_normal, tangent, dim=0)
 
@@ -222,11 +222,6 @@ def vertex_tangents(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tens
     for k in range(3):
         out.index_add_(0, faces[:, k], dp_du)
     return out
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    """Normalise a ``(3, H, W)`` field per texel (zero vectors stay zero)."""
-    return F.normalize(x, dim=0, eps=1e-12)
 
 
 def _axis_least_aligned(n: torch.Tensor) -> torch.Tensor:

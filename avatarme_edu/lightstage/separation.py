@@ -77,18 +77,11 @@ import torch.nn.functional as F
 from avatarme_edu import metrics
 from avatarme_edu.geometry.sphere_points import fibonacci_directions
 from avatarme_edu.geometry.uv_bake import object_to_tangent
+from avatarme_edu.imaging import interp
 from avatarme_edu.lightstage.capture import GradientImages, lambertian_integral
 from avatarme_edu.lightstage.sphere import LightStage
 from avatarme_edu.optics.brdf import SKIN_F0, SKIN_GGX_ALPHA, ggx_reflectance
 from avatarme_edu.reflectance import ReflectanceMaps
-
-
-def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
-    """Piecewise-linear ``f(x)`` through the points ``(xp, fp)`` (``xp`` increasing), clamped at the ends."""
-    x = x.clamp(float(xp[0]), float(xp[-1]))
-    i = torch.searchsorted(xp, x.contiguous()).clamp(1, xp.numel() - 1)
-    x0, x1, f0_, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
-    return f0_ + (f1 - f0_) * (x - x0) / (x1 - x0)
 
 
 @functools.lru_cache(maxsize=16)
@@ -121,7 +114,7 @@ def lobe_albedo(mu: torch.Tensor, alpha: float = SKIN_GGX_ALPHA, f0: float = SKI
     0.84 * f0 (0.023 for skin); towards grazing views it rises with Fresnel (0.045 at 65 degrees).
     """
     theta, albedo, _ = (t.to(mu.device) for t in _lobe_tables(float(alpha), float(f0)))
-    return _interp(torch.acos(mu.clamp(-1.0, 1.0)), theta, albedo)
+    return interp(torch.acos(mu.clamp(-1.0, 1.0)), theta, albedo)
 
 
 def _stage_response(n: torch.Tensor, stage: LightStage):
@@ -165,7 +158,7 @@ def _lobe_aware_normals(reflection: torch.Tensor, view: torch.Tensor, alpha: flo
     """
     theta_t, _, gamma_t = (t.to(view.device) for t in _lobe_tables(float(alpha), float(f0)))
     gamma = torch.acos((reflection * view).sum(0).clamp(-1.0, 1.0))
-    theta = _interp(gamma, gamma_t, theta_t)
+    theta = interp(gamma, gamma_t, theta_t)
     across = F.normalize(reflection - (reflection * view).sum(0, keepdim=True) * view, dim=0)
     return F.normalize(theta.cos() * view + theta.sin() * across, dim=0)
 

@@ -42,6 +42,7 @@ import torch
 from avatarme_edu.geometry.mesh import Mesh
 from avatarme_edu.geometry.raster import Fragments, interpolate, rasterize_uv
 from avatarme_edu.geometry.uv_bake import ShapeMaps, bake_shape_maps, tangent_to_object
+from avatarme_edu.imaging import unit_vectors
 from avatarme_edu.lightstage import noise
 from avatarme_edu.geometry.regions import REGION_NAMES
 from avatarme_edu.lightstage.relief import perturb_normals
@@ -196,15 +197,6 @@ def bake_regions(fragments: Fragments, faces: torch.Tensor,
     stacked = torch.stack([vertex_regions[n].to(device=device, dtype=torch.float32) for n in names], 1)
     maps = interpolate(fragments, stacked, faces).clamp(0, 1)
     return {n: maps[i] for i, n in enumerate(names)}
-
-
-def unit_vectors(x: torch.Tensor, dim: int = -3) -> torch.Tensor:
-    """Normalise vectors stored along ``dim`` (zero vectors stay zero).
-
-    Written out because ``F.normalize`` over the channel axis of a ``(3, H, W)`` map is ~10x slower
-    on a CPU (it reduces over a strided axis).
-    """
-    return x / (x * x).sum(dim, keepdim=True).sqrt().clamp_min(1e-12)
 
 
 def reflectance_from_skin(skin: SkinMaps, shape: ShapeMaps) -> ReflectanceMaps:

@@ -49,7 +49,7 @@ from avatarme_edu.geometry.camera import Camera
 from avatarme_edu.geometry.raster import dilate, interpolate, rasterize_image
 from avatarme_edu.geometry.texels import local_texel_size_mm, texel_size_mm
 from avatarme_edu.geometry.uv_bake import tangent_to_object
-from avatarme_edu.imaging import check_map
+from avatarme_edu.imaging import channel_dot, check_map, unit_vectors
 from avatarme_edu.optics.brdf import (SKIN_F0, SKIN_PERCEPTUAL_ROUGHNESS, alpha_to_blinn_exponent, blinn_phong_lobe,
                                       fresnel_schlick, ggx_lobe, roughness_to_alpha)
 from avatarme_edu.optics.shadows import SHADOW_SOFTNESS_MM, shadow_visibility
@@ -63,15 +63,7 @@ SPECULAR_MODELS = ("blinn_phong", "microfacet")
 REFERENCE_SPECULAR_ALBEDO = 0.35
 
 
-
 # ---------------------------------------------------------------------------------------------- helpers
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Dot product over the channel axis of ``(3, H, W)`` fields (or ``(3, 1, 1)`` constants)."""
-    return (a * b).sum(dim=0, keepdim=True)
-
-
-def _normalize(x: torch.Tensor) -> torch.Tensor:
-    return F.normalize(x, dim=0, eps=1e-12)
 
 
 def _as_vec(value, device, dtype=torch.float32) -> torch.Tensor:
@@ -82,12 +74,12 @@ def _as_vec(value, device, dtype=torch.float32) -> torch.Tensor:
 def _specular_lobe(model: str, n: torch.Tensor, l: torch.Tensor, v: torch.Tensor,
                    alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The half vector ``h`` and the ``(1, H, W)`` specular lobe (no Fresnel) for light ``l``, view ``v``."""
-    h = _normalize(l + v)  # l = -v gives h = 0 and so no highlight, never a NaN
-    n_dot_h = _dot(n, h)
+    h = unit_vectors(l + v, dim=0)  # l = -v gives h = 0 and so no highlight, never a NaN
+    n_dot_h = channel_dot(n, h, dim=0)
     if model == "blinn_phong":
         lobe = blinn_phong_lobe(n_dot_h, alpha_to_blinn_exponent(alpha))
     else:
-        lobe = ggx_lobe(n_dot_h, _dot(n, l), _dot(n, v), alpha)
+        lobe = ggx_lobe(n_dot_h, channel_dot(n, l, dim=0), channel_dot(n, v, dim=0), alpha)
     return h, lobe
 
 
@@ -109,7 +101,7 @@ def _directional_albedo_table(model: str, alpha: float, f0: float, n: int = 16) 
     v = torch.stack([torch.sqrt(1 - cos_v**2), torch.zeros_like(cos_v), cos_v]).view(3, n, 1, 1)
     normal = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).view(3, 1, 1, 1)
     h, lobe = _specular_lobe(model, normal, l, v, alpha)  # (1, n, n_theta, n_phi)
-    f = fresnel_schlick(_dot(v, h), f0) * lobe
+    f = fresnel_schlick(channel_dot(v, h, dim=0), f0) * lobe
     return (f[0] * l[2] * d_omega).sum(dim=(1, 2))
 
 
@@ -132,7 +124,7 @@ def _light_at(light, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     if isinstance(light, DirectionalLight):
         return math.pi * light.intensity * color, _as_vec(light.direction, device, dtype)
     to_light = _as_vec(light.position, device, dtype) - position
-    dist2 = _dot(to_light, to_light).clamp_min(1e-8)  # a texel at the lamp itself gets no NaN
+    dist2 = channel_dot(to_light, to_light, dim=0).clamp_min(1e-8)  # a texel at the lamp itself gets no NaN
     return math.pi * light.intensity * color / dist2, to_light / dist2.sqrt()
 
 
@@ -194,13 +186,13 @@ def shade_uv(shape, maps, lights, camera_position, sss: bool = True, specular_mo
     mask = shape.mask.bool() & maps.mask.to(device).bool()
     m = mask.to(dtype)[None]
 
-    n_diffuse = _normalize(maps.diffuse_normals.to(device, dtype))
-    n_specular = _normalize(tangent_to_object(maps.specular_normals.to(device, dtype), shape))
+    n_diffuse = unit_vectors(maps.diffuse_normals.to(device, dtype), dim=0)
+    n_specular = unit_vectors(tangent_to_object(maps.specular_normals.to(device, dtype), shape), dim=0)
     n_shape = shape.normals_object.to(device, dtype)
-    view = _normalize(_as_vec(camera_position, device, dtype) - position)
-    n_dot_v = _dot(n_specular, view)
+    view = unit_vectors(_as_vec(camera_position, device, dtype) - position, dim=0)
+    n_dot_v = channel_dot(n_specular, view, dim=0)
     # A texel the camera cannot see (back-facing) reflects nothing towards it.
-    facing = (n_dot_v > 0).to(dtype) * (_dot(n_shape, view) > 0).to(dtype)
+    facing = (n_dot_v > 0).to(dtype) * (channel_dot(n_shape, view, dim=0) > 0).to(dtype)
     alpha = roughness_to_alpha(float(roughness))
     # The specular albedo scales the Fresnel reflectance: A_S = specular_reference means F0 = f0.
     spec_weight = maps.specular_albedo.to(device, dtype) / float(specular_reference)
@@ -216,20 +208,21 @@ def shade_uv(shape, maps, lights, camera_position, sss: bool = True, specular_mo
             phong_s = max(alpha_to_blinn_exponent(alpha) / 4.0, 1.0)
             bands = tuple(math.exp(-l * l / (2.0 * phong_s)) for l in range(3))
             mirror = 2.0 * n_dot_v * n_specular - view
-            env = light.irradiance(_normalize(mirror).permute(1, 2, 0), lobe=bands).permute(2, 0, 1)
+            env = light.irradiance(unit_vectors(mirror, dim=0).permute(1, 2, 0), lobe=bands).permute(2, 0, 1)
             specular = specular + specular_directional_albedo(n_dot_v, specular_model, alpha, f0) * env * facing
             continue
         e_perp, l = _light_at(light, position)
         if shadows:
             e_perp = e_perp * shadow_visibility(mesh, position, n_shape, mask, light, shadow_resolution,
                                                 softness_mm=shadow_softness_mm)
-        irradiance = irradiance + e_perp * _dot(n_diffuse, l).clamp_min(0.0)
+        irradiance = irradiance + e_perp * channel_dot(n_diffuse, l, dim=0).clamp_min(0.0)
         h, lobe = _specular_lobe(specular_model, n_specular, l, view, alpha)
-        fres = fresnel_schlick(_dot(view, h), f0)
+        fres = fresnel_schlick(channel_dot(view, h, dim=0), f0)
         # The detailed specular normal can face a light that the surface itself faces away from; the
         # shape normal's horizon switches those highlights off smoothly.
-        horizon = (_dot(n_shape, l) / 0.1).clamp(0.0, 1.0)
-        specular = specular + e_perp * fres * lobe * _dot(n_specular, l).clamp_min(0.0) * horizon * facing
+        horizon = (channel_dot(n_shape, l, dim=0) / 0.1).clamp(0.0, 1.0)
+        n_dot_l = channel_dot(n_specular, l, dim=0).clamp_min(0.0)
+        specular = specular + e_perp * fres * lobe * n_dot_l * horizon * facing
     specular = specular * spec_weight * m
 
     irradiance = irradiance * m
