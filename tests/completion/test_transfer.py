@@ -14,7 +14,7 @@ from avatarme_edu.completion.blend import (face_blend_weights, feather_mask, fli
                                            rotate_between, similarity_transform)
 from avatarme_edu.completion.tone import match_skin_tone, skin_tone_stats, tone_ring
 from avatarme_edu.completion.transfer import transfer_to_head
-from avatarme_edu.geometry.mesh import Mesh, uv_sphere
+from avatarme_edu.geometry.mesh import uv_sphere
 from avatarme_edu.geometry.uv_bake import bake_shape_maps, tangent_to_object
 from avatarme_edu.imaging import smoothstep
 from avatarme_edu.reflectance import ReflectanceMaps

@@ -5,10 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from avatarme_edu.figures.lightstage import gradient_image_panels, separation_panels
-from avatarme_edu.geometry.sphere_points import fibonacci_directions
 from avatarme_edu.lightstage.capture import (PATTERN_NAMES, GradientImages, capture_subject, gradient_patterns,
                                              lambertian_integral, render_gradient_images)
-from avatarme_edu.lightstage.separation import lobe_albedo, recovery_report, separate, to_reflectance_maps
+from avatarme_edu.lightstage.separation import recovery_report, separate, to_reflectance_maps
 from avatarme_edu.lightstage.sphere import LightStage, make_light_stage
 
 FULL = make_light_stage(floor_elevation_deg=-90)  # a complete sphere of lights
@@ -81,15 +80,6 @@ def test_opposite_lights_sum_to_full_on():
 def test_lambertian_integral_of_the_stage_is_one():
     assert lambertian_integral(STAGE) == pytest.approx(1.0, abs=1e-4)
     assert lambertian_integral(FULL) == pytest.approx(1.0, abs=1e-4)
-
-
-
-
-
-def test_lobe_albedo_is_about_f0_frontally_and_rises_at_grazing_views():
-    r = lobe_albedo(torch.tensor([1.0, 0.5, 0.2]))
-    assert 0.75 * 0.028 < r[0].item() < 0.028
-    assert r[0] < r[1] < r[2]
 
 
 # ---------------------------------------------------------------------------------------------- flat patches
@@ -304,11 +294,6 @@ def test_display_panels_are_images_in_range_and_black_outside_the_mask():
     assert panels["parallel_o"][:, images.mask].max() > 0.9  # auto-exposed, not a dark picture
     with pytest.raises(ValueError, match="pattern"):
         images.image("w", "cross")
-
-
-def test_fibonacci_table_directions_are_unit():
-    d = fibonacci_directions(1000)
-    assert torch.allclose(d.norm(dim=1), torch.ones(1000), atol=1e-6)
 
 
 def test_capture_of_a_baked_mesh_round_trips_through_reflectance_maps():

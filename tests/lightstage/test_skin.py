@@ -1,11 +1,9 @@
-import math
 import time
 
 import pytest
 import torch
 
 from avatarme_edu.color import luminance
-from avatarme_edu.lightstage import pigments as P
 from avatarme_edu.lightstage import relief as R
 from avatarme_edu.lightstage import skin as S
 from avatarme_edu.lightstage import skin_params as SP
@@ -25,46 +23,6 @@ def make(toy, params=None, seed=0, **kw):
 
 def angle_from_z_deg(n):
     return torch.rad2deg(torch.acos(n[2].clamp(-1, 1)))
-
-
-# ---- parameters -----------------------------------------------------------------------------
-
-
-def test_params_are_validated_with_the_valid_range_in_the_message():
-    with pytest.raises(ValueError, match=r"melanin must be in \[0.003, 0.5\]"):
-        SP.SkinParams(melanin=0.9)
-    with pytest.raises(ValueError, match="age"):
-        SP.SkinParams(age=5)
-    with pytest.raises(ValueError, match="moles"):
-        SP.SkinParams(moles=2.5)
-    with pytest.raises(ValueError, match="fitzpatrick"):
-        SP.skin_params_for_type(7)
-
-
-def test_sampled_population_is_deterministic_valid_and_spans_light_to_very_dark():
-    a = SP.sample_skin_params(torch.Generator().manual_seed(11))
-    b = SP.sample_skin_params(torch.Generator().manual_seed(11))
-    assert a == b
-    g = torch.Generator().manual_seed(0)
-    people = [SP.sample_skin_params(g) for _ in range(120)]
-    mel = sorted(p.melanin for p in people)
-    assert mel[0] < 0.012 and mel[-1] > 0.28  # Fitzpatrick I and VI both present
-    assert 0.25 < sum(p.beard > 0 for p in people) / 120 < 0.65
-    assert any(p.scalp_hair == 0 for p in people) and any(p.freckles > 0 for p in people)
-    assert len({p for p in people}) == 120  # every subject differs
-
-
-def test_pigment_model_gets_darker_with_melanin_and_redder_with_blood():
-    mel = torch.tensor([SP.FITZPATRICK_MELANIN[t] for t in range(1, 7)])
-    rgb = P.pigment_rgb(mel, 0.02, 0.3)
-    lum = rgb @ torch.tensor([0.2126, 0.7152, 0.0722])
-    assert torch.all(lum[1:] < lum[:-1])
-    assert float(lum[0] / lum[-1]) > 6
-    assert torch.all(rgb[:, 0] > rgb[:, 1]) and torch.all(rgb[:, 1] > rgb[:, 2])  # skin is warm
-    pale, flushed = P.pigment_rgb(0.02, 0.01, 0.3), P.pigment_rgb(0.02, 0.08, 0.3)
-    assert float(flushed[0] / flushed[1]) > float(pale[0] / pale[1]) + 0.1
-    # a white reflector's normalisation: no pigment and no blood is close to white-ish, never above 1
-    assert float(P.pigment_rgb(0.003, 0.005, 0.0).max()) <= 1.0
 
 
 # ---- maps -----------------------------------------------------------------------------------
@@ -239,40 +197,6 @@ def test_texel_size_from_position_and_from_the_assumed_face_width():
     m = S.skin_reflectance(regions, mask, SP.SkinParams(), 2, position=position)
     assert m.texel_mm == pytest.approx((0.8, 0.5), rel=1e-4)
     assert S.skin_reflectance(regions, mask, SP.SkinParams(), 2, texel_mm=(0.1, 0.1)).texel_mm == (0.1, 0.1)
-
-
-def test_height_to_normals_signs_follow_the_tangent_frame():
-    H, W = 8, 10
-    rows, cols = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
-                                indexing="ij")
-    # height rising along +u (columns) by 0.5 mm per 1 mm: the normal leans to -x
-    n = R.height_to_normals(0.5 * cols * 1.0, (1.0, 1.0))
-    assert torch.allclose(n[:, 4, 5], torch.tensor([-0.5, 0.0, 1.0]) / math.sqrt(1.25), atol=1e-6)
-    # height rising *down* the rows: the surface faces up the map, +y (B points up the map)
-    n = R.height_to_normals(0.25 * rows * 2.0, (2.0, 1.0))
-    assert torch.allclose(n[:, 4, 5], torch.tensor([0.0, 0.25, 1.0]) / math.sqrt(1.0625), atol=1e-6)
-
-
-def test_perturb_normals_reorients_detail_onto_the_base():
-    g = torch.Generator().manual_seed(0)
-
-    def random_normals(spread, lift):
-        n = torch.randn(3, 6, 7, generator=g) * torch.tensor([spread, spread, 1.0]).view(3, 1, 1)
-        return torch.nn.functional.normalize(n + torch.tensor([0.0, 0.0, lift]).view(3, 1, 1), dim=0)
-
-    base, detail = random_normals(0.4, 1.0), random_normals(0.3, 1.5)
-    flat = torch.zeros(3, 6, 7)
-    flat[2] = 1
-    assert torch.allclose(R.perturb_normals(base, flat), base, atol=1e-6)
-    assert torch.allclose(R.perturb_normals(flat, detail), detail, atol=1e-6)
-    out = R.perturb_normals(base, detail)
-    assert torch.allclose(out.norm(dim=0), torch.ones(6, 7), atol=1e-6)
-    # a rotation: the angle between result and base equals the detail's angle from +z
-    assert torch.allclose((out * base).sum(0), detail[2], atol=1e-5)
-    batched = R.perturb_normals(base[None].repeat(2, 1, 1, 1), detail[None].repeat(2, 1, 1, 1))
-    assert torch.allclose(batched[1], out, atol=1e-6)
-    with pytest.raises(ValueError, match="base and detail"):
-        R.perturb_normals(base, detail[:, :3])
 
 
 def test_bad_inputs_raise_clear_errors(toy):
