@@ -16,6 +16,9 @@ import math
 
 import numpy as np
 import torch
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -83,7 +86,6 @@ def to_display(m: torch.Tensor, kind: str, mask: torch.Tensor | None = None,
     else:  # heat
         if m.shape[0] != 1:
             raise ValueError(f"a heat map needs 1 channel, got {m.shape[0]}")
-        from matplotlib import colormaps
         top = vmax if vmax is not None else _heat_top(m, mask)
         scaled = (m[0] / max(top, 1e-12)).clamp(0, 1).numpy()
         img = torch.from_numpy(colormaps["magma"](scaled)[..., :3]).permute(2, 0, 1).float()
@@ -134,8 +136,6 @@ def show_maps(maps: dict[str, torch.Tensor], kinds: dict[str, str] | None = None
         use_mask = mask if mask is not None and tuple(mask.shape) == tuple(m.shape[-2:]) else None
         ax.imshow(to_display(m, kind, use_mask), interpolation="antialiased")
         if kind == "heat":  # a heat map needs its scale to be read
-            from matplotlib.cm import ScalarMappable
-            from matplotlib.colors import Normalize
             fig.colorbar(ScalarMappable(Normalize(0, _heat_top(m, use_mask)), cmap="magma"), ax=ax,
                          shrink=0.8, pad=0.02)
         ax.set_title(f"{name}\n{tuple(m.shape[-2:])[1]}x{tuple(m.shape[-2:])[0]} {kind}", fontsize=9)
@@ -198,7 +198,6 @@ def draw_window_grid(image_map, windows: list[tuple[int, int]], window: int, ax=
     overlay[..., 3] = np.clip((cover - 1) * 0.28, 0, 0.7)
     ax.imshow(overlay, interpolation="nearest", extent=(-0.5, full_w - 0.5, full_h - 0.5, -0.5))
 
-    from matplotlib import colormaps
     colours = colormaps["tab10"].colors
     inset = max(1.0, window * 0.006)  # nudge each outline inward so coinciding edges stay visible
     for k, (t, l) in enumerate(windows):
@@ -243,7 +242,6 @@ def psnr_bar_chart(table: dict[str, dict[str, float]], ylabel: str = "PSNR (dB)"
     fig = Figure(figsize=(max(5.0, 1.3 * len(map_names) * max(1, len(methods)) ** 0.5 + 2), 4),
                  layout="constrained")
     ax = fig.add_subplot()
-    from matplotlib import colormaps
     colours = colormaps["tab10"].colors
     width = 0.8 / len(methods)
     x = np.arange(len(map_names))

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from avatarme_edu.geometry import template
 from avatarme_edu.geometry.expressions import (
@@ -267,8 +269,6 @@ def save_eduhead(head: EduHead, path: str | Path = DATA_PATH, seed: int = SEED) 
     """Write the parts that need the population (mean, basis, variances, population, canonical head)
     as safetensors; components in float16 (error ~microns), the rest float32. Faces, UVs,
     landmarks, regions and blendshapes are re-derived on load from the code in a fraction of a second."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {
@@ -292,8 +292,6 @@ def save_eduhead(head: EduHead, path: str | Path = DATA_PATH, seed: int = SEED) 
 
 def read_eduhead(path: str | Path = DATA_PATH, device=None) -> EduHead:
     """Load a model written by :func:`save_eduhead` (safetensors, never pickle)."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no EduHead model at {path}; "

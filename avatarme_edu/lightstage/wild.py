@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from avatarme_edu.color import XYZ_TO_LINEAR_SRGB, cie_cmf, linear_to_srgb, luminance, srgb_to_linear
 from avatarme_edu.geometry.texels import local_texel_size_mm, texel_size_mm
@@ -224,8 +225,6 @@ def tone_curve(x: torch.Tensor, white: float, contrast: float) -> torch.Tensor:
 
 def jpeg_round_trip(linear: torch.Tensor, quality: int) -> torch.Tensor:
     """Encode ``(3, H, W)`` linear RGB as an 8-bit sRGB JPEG (4:2:0) with Pillow and decode it back."""
-    from PIL import Image
-
     if not 1 <= int(quality) <= 95:
         raise ValueError(f"jpeg quality must be in [1, 95], got {quality}")
     srgb = (linear_to_srgb(linear.detach().float().cpu()) * 255.0).round().to(torch.uint8)

@@ -24,6 +24,7 @@ import math
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from avatarme_edu.geometry.camera import Camera
 from avatarme_edu.metrics import psnr
@@ -183,8 +184,6 @@ def save_views(path_prefix, views, names=None, exposure: float = 0.0, strip: boo
     tensor of LINEAR images ``(N, 3, H, W)`` / ``(3, H, W)`` (encoded to sRGB with
     ``exposure`` stops here). Returns the paths written.
     """
-    from PIL import Image
-
     if isinstance(views, dict) and "side_by_side" in views:
         srgb, names = views["side_by_side"][None], names or ["compare"]
     elif isinstance(views, dict):
