@@ -7,12 +7,12 @@ of the head model, texel ``(row, col)`` of one map *is* that texel of the other.
 a **blend** of two heads, with a weight that is 1 on the face, 0 on the rest of the head and soft in
 between. What makes a blend look seamless is the subject of this module:
 
-1. **Where** (:func:`face_blend_weights`). EduHead's soft ``face`` region (per vertex, in [0, 1]) says
-   where the face is. A reconstruction may cover less than that (a cropped photo, a self-occluded
-   cheek), so a ``face_mask`` ``(H, W)`` says which texels hold data; it is *feathered*
-   (:func:`feather_mask`, ``blend_width`` wide) so the weight also fades out towards the edge of the
-   data. The same weight is rasterised into UV (``alpha`` per texel, for the maps) and sampled at the
-   vertices (``vertex_weight``, for the geometry).
+1. **Where** (:func:`face_blend_weights`). EduHead's soft ``face`` region (per vertex, in [0, 1]) says where
+   the face is. A reconstruction may cover less than that (a cropped photo, a self-occluded cheek), so a
+   ``face_mask`` ``(H, W)`` says which texels hold data; it is *feathered*
+   (:func:`~avatarme_edu.completion.blend.feather_mask`, ``blend_width`` wide) so the weight also fades out
+   towards the edge of the data. The same weight is rasterised into UV (``alpha`` per texel, for the maps) and
+   sampled at the vertices (``vertex_weight``, for the geometry).
 2. **Skin tone** (:func:`skin_tone_stats`, :func:`match_skin_tone`). The head model's skin belongs
    to somebody else. We measure the mean and standard deviation of the diffuse albedo of *both*
    heads in a ring of bare-skin texels along the face border - the same texels, thanks to the shared
@@ -33,9 +33,9 @@ between. What makes a blend look seamless is the subject of this module:
    in object space and normalised; the specular normals go back to the blended mesh's tangent frame.
 
 :func:`transfer_to_head` runs all four steps: where and how to blend are in
-:mod:`~avatarme_edu.completion.blend`, the skin tone in :mod:`~avatarme_edu.completion.tone`. Map conventions are those of
-:mod:`avatarme_edu.reflectance`: ``(C, H, W)`` float32, diffuse albedo linear RGB, diffuse normals in
-object space, specular normals in the tangent space of :mod:`avatarme_edu.geometry.uv_bake`.
+:mod:`~avatarme_edu.completion.blend`, the skin tone in :mod:`~avatarme_edu.completion.tone`. Map conventions
+are those of :mod:`avatarme_edu.reflectance`: ``(C, H, W)`` float32, diffuse albedo linear RGB, diffuse
+normals in object space, specular normals in the tangent space of :mod:`avatarme_edu.geometry.uv_bake`.
 """
 
 from __future__ import annotations

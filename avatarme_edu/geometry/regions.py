@@ -105,7 +105,7 @@ def vertex_regions(canonical: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def display_colors(regions: dict[str, torch.Tensor], canonical: torch.Tensor, hair: bool = True) -> torch.Tensor:
     """``(V, 3)`` display colours (sRGB in [0, 1]) for quick looks at a head, e.g. with
-    :func:`~avatarme_edu.geometry.plot.plot_head`: skin, redder lips, dark brows, white eyes with a
+    :func:`~avatarme_edu.figures.meshes.plot_head`: skin, redder lips, dark brows, white eyes with a
     dark iris, a dark mouth opening and (``hair=True``) dark short hair on the scalp.
 
     Not a reflectance map - the virtual light stage makes those.

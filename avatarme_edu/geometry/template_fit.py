@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 
 from avatarme_edu.geometry import template
-from avatarme_edu.geometry.sculpt import (EYE_LINE_Y, GLABELLA_Z, LIP_ARCH_RADIUS, NECK_BOTTOM_Y, HeadParams, head_layout,
-                                          head_sdf, params_to_tensors)
+from avatarme_edu.geometry.sculpt import (EYE_LINE_Y, GLABELLA_Z, LIP_ARCH_RADIUS, NECK_BOTTOM_Y, HeadParams,
+                                          head_layout, head_sdf, params_to_tensors)
 from avatarme_edu.geometry.sdf import Points
 
 # Anchors: named feature points, used to warp the template rays so vertices follow the features.

@@ -13,15 +13,14 @@ showed that eight photographs are enough to measure diffuse and specular albedo 
   ``cross = diffuse`` and ``parallel - cross = specular``. (A real polariser halves the unpolarised
   diffuse light in both images; that common factor is left out here.)
 
-Forward model (:func:`render_gradient_images`): each of the stage's lights is a small source of
-unit radiance times its pattern intensity, covering its solid angle; a texel's radiance towards the
-camera is the sum over the lights (no integrals in closed form: the discrete stage is simulated as it
-is). Diffuse: Lambertian on the *diffuse normals* (subsurface scattering is already in their
-smoothness). Specular: a GGX microfacet lobe (:func:`~avatarme_edu.optics.brdf.ggx_reflectance`:
-separable Smith shadowing, Schlick Fresnel with F0 = 0.028 for skin's refractive index of about 1.4,
-alpha = 0.35 as measured for skin by Weyrich et al. 2006) on the *specular normals*, scaled by the specular albedo. Camera ``"best"`` picks for every
-texel the camera that sees it most frontally; texels seen only beyond ``max_view_angle_deg`` are
-dropped from the recovery mask.
+Forward model (:func:`render_gradient_images`): each of the stage's lights is a small source of unit radiance
+times its pattern intensity, covering its solid angle; a texel's radiance towards the camera is the sum over
+the lights (no integrals in closed form: the discrete stage is simulated as it is). Diffuse: Lambertian on the
+*diffuse normals* (subsurface scattering is already in their smoothness). Specular: a GGX microfacet lobe
+(:func:`~avatarme_edu.optics.brdf.ggx_reflectance`: separable Smith shadowing, Schlick Fresnel with F0 = 0.028
+for skin's refractive index of about 1.4, alpha = 0.35 as measured for skin by Weyrich et al. 2006) on the
+*specular normals*, scaled by the specular albedo. Camera ``"best"`` picks for every texel the camera that
+sees it most frontally; texels seen only beyond ``max_view_angle_deg`` are dropped from the recovery mask.
 
 The separation that recovers the maps from these images is :mod:`~avatarme_edu.lightstage.separation`.
 

@@ -10,26 +10,28 @@ What this module makes, for one subject (all maps ``(C, H, W)`` float32 in the s
   from two pigments (melanin in the epidermis, haemoglobin in the dermis) plus carotene, with
   regional variation (lips, cheeks, nose, under-eye...), freckles, moles, brows, beard shadow, hair;
 * ``specular_albedo`` ``(1, H, W)`` in [0, 1]: strength of the surface (oil/water film) reflection;
-  see :data:`SPECULAR_NOTE` for the scale;
+  see :data:`~avatarme_edu.lightstage.skin_params.SPECULAR_NOTE` for the scale;
 * ``height``          ``(1, H, W)`` millimetres above the smooth shape (pores and wrinkles are < 0);
 * ``specular_detail_normals`` ``(3, H, W)``: tangent-space normals of ``height``, full detail
   (the specular reflection happens at the surface, so it sees every pore);
 * ``diffuse_detail_normals``  ``(3, H, W)``: the same detail blurred by ~1.2 mm, as subsurface
   scattering blurs it (light enters, wanders in the dermis, and leaves elsewhere).
 
-How (each step has its own function below):
+How (each step has its own function, here or in the modules named):
 
-* **colour** - a two-pigment absorption model (:func:`skin_spectrum`): Beer-Lambert melanin (and
+* **colour** (:mod:`~avatarme_edu.lightstage.pigments`) - a two-pigment absorption model
+  (:func:`~avatarme_edu.lightstage.pigments.skin_spectrum`): Beer-Lambert melanin (and
   carotene) absorption in the epidermis over a Kubelka-Munk dermis whose absorption is blood
   (haemoglobin), evaluated at 400-700 nm, integrated against the CIE 1931 colour matching functions
-  and converted to linear sRGB (:func:`pigment_rgb`). Maps of melanin and haemoglobin vary by region
-  (read from soft region weights, e.g. baked from EduHead) and by smooth noise; a colour table
-  turns them into RGB;
+  and converted to linear sRGB (:func:`~avatarme_edu.lightstage.pigments.pigment_rgb`). Maps of
+  melanin and haemoglobin vary by region (read from soft region weights, e.g. baked from EduHead)
+  and by smooth noise; a colour table turns them into RGB;
 * **hair** - brows always; short scalp hair (``scalp_hair`` 1) or a bald scalp painted as skin
   (``scalp_hair`` 0), chosen per subject; a beard *shadow* (stubble) for some subjects. Hair colour
-  comes from ``hair_melanin`` (:func:`hair_rgb`), which the population ties to skin tone;
-* **relief** - pores on a jittered grid (denser and larger on the nose and cheeks), skin lines and
-  fine crepe at high resolution, and wrinkles that follow landmarks read from the regions (forehead
+  comes from ``hair_melanin`` (:func:`~avatarme_edu.lightstage.pigments.hair_rgb`), which the population
+  ties to skin tone;
+* **relief** (:mod:`~avatarme_edu.lightstage.relief`) - pores on a jittered grid (denser and larger
+  on the nose and cheeks), skin lines and fine crepe at high resolution, and wrinkles that follow landmarks read from the regions (forehead
   lines, frown lines, crow's feet, nasolabial folds, neck lines, lip lines), deeper with age;
 * **specular** - a base from ``oiliness``, raised on the T-zone, lips and eyes (wet), lowered in
   pores, wrinkles and hair.

@@ -31,7 +31,7 @@ PARAM_RANGES: dict[str, tuple[float, float]] = {
 
 #: Epidermal melanin volume fraction per Fitzpatrick skin type, within the published ranges (Jacques
 #: 1998: light 1.3-6.3 %, moderately pigmented 11-16 %, darkly pigmented 18-43 %) and fitted so that
-#: :func:`pigment_rgb` gives typical skin-tone colours (sRGB ~(224, 200, 176) for I to ~(72, 51, 44) for VI).
+#: :func:`~avatarme_edu.lightstage.pigments.pigment_rgb` gives typical skin-tone colours (sRGB ~(224, 200, 176) for I to ~(72, 51, 44) for VI).
 FITZPATRICK_MELANIN = {1: 0.008, 2: 0.019, 3: 0.05, 4: 0.095, 5: 0.19, 6: 0.36}
 
 

@@ -1,7 +1,7 @@
 """The light stage rig: a sphere of polarised LED lights around the head, and a frontal arc of cameras.
 
 AvatarMe's data came from a polarised LED sphere with 168 lights and 9 DSLR cameras (after Ma et al.
-2007 and Ghosh et al. 2011). This module describes such a rig as plain data; :mod:`capture` renders
+2007 and Ghosh et al. 2011). This module describes such a rig as plain data; :mod:`~avatarme_edu.lightstage.capture` renders
 a subject inside it.
 
 Layout decisions (all in object space: metres, +Y up, the face looks towards +Z, head centre at 0):

@@ -105,7 +105,7 @@ class Subject:
         return f"{subject_dir_name(self.id)}_{self.expression}"
 
     def maps(self) -> dict[str, torch.Tensor]:
-        """The maps to look at, by name (for :func:`avatarme_edu.render.figures.show_maps`)."""
+        """The maps to look at, by name (for :func:`avatarme_edu.figures.maps.show_maps`)."""
         r = self.reflectance
         return {"diffuse_albedo": r.diffuse_albedo, "specular_albedo": r.specular_albedo,
                 "diffuse_normals": r.diffuse_normals, "specular_normals": r.specular_normals,
