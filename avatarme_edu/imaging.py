@@ -29,6 +29,18 @@ def smoothstep(edge0: float, edge1: float, x: torch.Tensor) -> torch.Tensor:
     return t * t * (3.0 - 2.0 * t)
 
 
+def check_hw(hw) -> tuple[int, int]:
+    """``hw`` as a validated ``(H, W)`` pair of positive whole numbers (a map or image size), else one clear error."""
+    try:
+        h, w = hw
+        ok = all(not isinstance(s, bool) and int(s) == s and int(s) > 0 for s in (h, w))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"hw must be a pair (H, W) of positive integers, got {hw!r}")
+    return int(h), int(w)
+
+
 def check_map(name: str, t, channels: int, hw) -> None:
     """One clear error line unless ``t`` is a floating-point ``(channels, H, W)`` tensor with ``(H, W) == hw``."""
     if not isinstance(t, torch.Tensor):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from avatarme_edu.imaging import (channel_dot, check_map, downsample_masked, gaussian_blur, interp, smoothstep,
+from avatarme_edu.imaging import (channel_dot, check_hw, check_map, downsample_masked, gaussian_blur, interp, smoothstep,
                                   unit_vectors, upsample_masked)
 from avatarme_edu.lightstage import noise
 
@@ -96,3 +96,11 @@ def test_masked_down_and_up_sampling_average_only_valid_texels():
     assert torch.allclose(small[0, keep], torch.tensor(2.0))
     back = upsample_masked(small, keep, mask)
     assert torch.allclose(back[0, mask], torch.tensor(2.0), atol=1e-5) and float(back[0, ~mask].abs().max()) == 0.0
+
+
+def test_check_hw_takes_positive_whole_numbers_only():
+    assert check_hw((384, 576)) == (384, 576)
+    assert check_hw(torch.tensor([4, 6])) == (4, 6)  # tensors and numpy ints are whole numbers too
+    for bad in ((0, 5), (4.5, 6), (True, 3), (4,), "ab", None):
+        with pytest.raises(ValueError, match=r"hw must be a pair \(H, W\) of positive integers"):
+            check_hw(bad)

@@ -163,6 +163,22 @@ def test_the_graph_sees_function_local_imports(graph):
     assert any(t.startswith("avatarme_edu.lightstage") for t in graph["avatarme_edu.cli"])
 
 
+def test_every_subpackage_has_a_public_face():
+    import importlib
+
+    for init in sorted(ROOT.glob("*/__init__.py")):
+        package = importlib.import_module(f"{PACKAGE}.{init.parent.name}")
+        names = getattr(package, "__all__", None)
+        assert names, f"{package.__name__} lists no public names in __all__"
+        for name in names:
+            obj = getattr(package, name)  # every listed name is there...
+            home = getattr(obj, "__module__", package.__name__)
+            assert home.startswith(package.__name__), f"{package.__name__}.{name} lives in {home}"  # ...and at home
+    from avatarme_edu.lightstage import make_dataset, make_subject, wild_texture  # the example
+
+    assert callable(make_subject) and callable(wild_texture) and callable(make_dataset)
+
+
 # ---------------------------------------------------------------------------------------------- the checker itself
 
 

@@ -23,6 +23,8 @@ import math
 
 import torch
 
+from avatarme_edu.imaging import check_hw
+
 # Work per chunk in the spot and cell functions (texels x neighbours, or spots x stamp texels):
 # bounds temporary memory at 6144x4096 to a few hundred MB.
 _CHUNK_TEXELS = 1 << 21
@@ -55,12 +57,6 @@ def rand(shape, generator: torch.Generator, device) -> torch.Tensor:
 def randn(shape, generator: torch.Generator, device) -> torch.Tensor:
     """Standard normal float32 table drawn on the generator's device, returned on ``device``."""
     return torch.randn(shape, generator=generator, device=generator.device).to(device)
-
-
-def _check_hw(hw) -> tuple[int, int]:
-    if len(hw) != 2 or int(hw[0]) < 1 or int(hw[1]) < 1:
-        raise ValueError(f"hw must be (H, W) with H, W >= 1, got {hw}")
-    return int(hw[0]), int(hw[1])
 
 
 def _check_period(period) -> tuple[float, float]:
@@ -98,7 +94,7 @@ def smooth_noise(hw, period, generator: torch.Generator, device=None) -> torch.T
     the whole map is two matrix products: ``Wy @ G @ Wx.T`` (``G`` the lattice of random numbers).
     ``period`` is ``(py, px)`` texels between lattice nodes (a float, or a pair for stretched noise).
     """
-    H, W = _check_hw(hw)
+    H, W = check_hw(hw)
     py, px = _check_period(period)
     device = torch.device(device) if device is not None else generator.device
     ny, nx = math.ceil(H / py) + 3, math.ceil(W / px) + 3  # +3: the spline reaches 1 node left, 2 right
@@ -132,7 +128,7 @@ def fractal_noise(hw, period, generator: torch.Generator, device=None, octaves: 
         layer = amp * smooth_noise(hw, (py / s, px / s), gens[k], device)
         total = layer if total is None else total + layer
     if total is None:
-        H, W = _check_hw(hw)
+        H, W = check_hw(hw)
         return torch.zeros(H, W, device=device if device is not None else generator.device)
     return total / math.sqrt(norm)
 
@@ -162,7 +158,7 @@ def jittered_spots(hw, period, radius: float, generator: torch.Generator, device
     2.6 radii, where the Gaussian is below 0.1 %) with a scatter-max, so the cost grows with the
     number of spots, not with the number of texels times neighbours.
     """
-    H, W = _check_hw(hw)
+    H, W = check_hw(hw)
     py, px = _check_period(period)
     if radius <= 0:
         raise ValueError(f"radius must be > 0 texels, got {radius}")
@@ -226,7 +222,7 @@ def cell_edges(hw, period, generator: torch.Generator, device=None, jitter: floa
     borders between cells and grows towards the cell centres: the polygonal network of fine
     furrows on skin (the "skin lines" that surround small plateaus) is a blurred ``F2 - F1 < w``.
     """
-    H, W = _check_hw(hw)
+    H, W = check_hw(hw)
     py, px = _check_period(period)
     device = torch.device(device) if device is not None else generator.device
     ny, nx = math.ceil(H / py) + 2, math.ceil(W / px) + 2

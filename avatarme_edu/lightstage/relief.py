@@ -97,7 +97,7 @@ class Blob:
     right: float
 
 
-def _blob(w: torch.Tensor, col_range: tuple[int, int] | None = None) -> Blob | None:
+def _region_blob(w: torch.Tensor, col_range: tuple[int, int] | None = None) -> Blob | None:
     if col_range is not None:
         w = w.clone()
         w[:, :col_range[0]] = 0
@@ -116,12 +116,12 @@ def _blob(w: torch.Tensor, col_range: tuple[int, int] | None = None) -> Blob | N
 
 def face_landmarks(regions: dict[str, torch.Tensor], W: int) -> dict:
     """Centres and extents of the regions that wrinkles follow, in texels; missing ones are None."""
-    out = {name: _blob(regions[name]) if name in regions else None for name in ("nose", "lips", "face", "neck")}
+    out = {name: _region_blob(regions[name]) if name in regions else None for name in ("nose", "lips", "face", "neck")}
     mid = out["nose"].col if out["nose"] else (out["face"].col if out["face"] else W / 2)
     split = int(round(mid))
     for name in ("eyes", "brows", "irises"):
         for side, rng in (("l", (0, split)), ("r", (split, W))):
-            out[f"{name}_{side}"] = _blob(regions[name], rng) if name in regions else None
+            out[f"{name}_{side}"] = _region_blob(regions[name], rng) if name in regions else None
     out["mid_col"] = mid
     return out
 
