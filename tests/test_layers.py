@@ -179,6 +179,19 @@ def test_every_subpackage_has_a_public_face():
     assert callable(make_subject) and callable(wild_texture) and callable(make_dataset)
 
 
+def test_importing_a_subpackage_loads_none_of_its_modules_and_python_m_runs_a_module_once():
+    import subprocess
+    import sys
+
+    code = ("import sys, avatarme_edu.lightstage, avatarme_edu.geometry, avatarme_edu.figures; "
+            "print(sorted(m for m in sys.modules if m.count('.') > 1 and m.startswith('avatarme_edu.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "avatarme_edu.lightstage.dataset",
+                          "--help"], capture_output=True, text=True)
+    assert run.returncode == 0 and "usage" in run.stdout, run.stderr
+
+
 # ---------------------------------------------------------------------------------------------- the checker itself
 
 

@@ -10,17 +10,15 @@
 * :mod:`~avatarme_edu.lightstage.dataset` - many subjects on disk, split by identity.
 """
 
-from avatarme_edu.lightstage.capture import capture_subject
-from avatarme_edu.lightstage.dataset import make_dataset
-from avatarme_edu.lightstage.separation import recovery_report, separate, to_reflectance_maps
-from avatarme_edu.lightstage.skin import skin_reflectance
-from avatarme_edu.lightstage.skin_params import SkinParams, sample_skin_params, skin_params_for_type
-from avatarme_edu.lightstage.sphere import make_light_stage
-from avatarme_edu.lightstage.subjects import Subject, make_subject, make_subject_expressions
-from avatarme_edu.lightstage.wild import WildParams, wild_texture
+from avatarme_edu.public import public_face
 
-__all__ = [
-    "capture_subject", "make_dataset", "recovery_report", "separate", "to_reflectance_maps", "skin_reflectance",
-    "SkinParams", "sample_skin_params", "skin_params_for_type", "make_light_stage", "Subject", "make_subject",
-    "make_subject_expressions", "WildParams", "wild_texture",
-]
+# public name -> its module (loaded on first use, see avatarme_edu.public)
+_HOMES = {
+    "capture_subject": "capture", "make_dataset": "dataset", "recovery_report": "separation",
+    "separate": "separation", "to_reflectance_maps": "separation", "skin_reflectance": "skin",
+    "SkinParams": "skin_params", "sample_skin_params": "skin_params", "skin_params_for_type": "skin_params",
+    "make_light_stage": "sphere", "Subject": "subjects", "make_subject": "subjects",
+    "make_subject_expressions": "subjects", "WildParams": "wild", "wild_texture": "wild",
+}
+__all__ = list(_HOMES)
+__getattr__, __dir__ = public_face(__name__, _HOMES)

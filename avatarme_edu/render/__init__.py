@@ -1,13 +1,13 @@
 """Rendering AvatarMe's maps: lights, texture-space shading, camera views, exports and viewers."""
 
-from avatarme_edu.render.export import export_glb, export_obj
-from avatarme_edu.render.html_viewer import write_html_viewer
-from avatarme_edu.render.lights import PRESETS, DirectionalLight, PointLight, SHEnvironment
-from avatarme_edu.render.shading import render_view, shade_uv
-from avatarme_edu.render.threejs import avatar_scene
-from avatarme_edu.render.views import compare_renders, relight_strip, turntable, view_camera
+from avatarme_edu.public import public_face
 
-__all__ = [
-    "export_glb", "export_obj", "write_html_viewer", "PRESETS", "DirectionalLight", "PointLight", "SHEnvironment",
-    "render_view", "shade_uv", "avatar_scene", "compare_renders", "relight_strip", "turntable", "view_camera",
-]
+# public name -> its module (loaded on first use, see avatarme_edu.public)
+_HOMES = {
+    "export_glb": "export", "export_obj": "export", "write_html_viewer": "html_viewer", "PRESETS": "lights",
+    "DirectionalLight": "lights", "PointLight": "lights", "SHEnvironment": "lights", "render_view": "shading",
+    "shade_uv": "shading", "avatar_scene": "threejs", "compare_renders": "views", "relight_strip": "views",
+    "turntable": "views", "view_camera": "views",
+}
+__all__ = list(_HOMES)
+__getattr__, __dir__ = public_face(__name__, _HOMES)
