@@ -23,7 +23,9 @@ import math
 
 import torch
 
-#: Skin's Fresnel reflectance at normal incidence (index of refraction ~1.4: ((1.4 - 1) / (1.4 + 1))^2).
+#: Refractive index of skin's surface (oil film, stratum corneum).
+SKIN_IOR = 1.4
+#: Skin's Fresnel reflectance at normal incidence, ((SKIN_IOR - 1) / (SKIN_IOR + 1))^2 = 0.0278, rounded.
 SKIN_F0 = 0.028
 #: GGX ``alpha`` of skin's specular lobe in the light-stage simulation (Weyrich et al. 2006 measured ~0.3-0.45).
 SKIN_GGX_ALPHA = 0.35

@@ -31,7 +31,7 @@ Specular albedo in glTF: the metallic-roughness model has no specular map, so we
 ``KHR_materials_ior`` ``ior = 1.4`` (skin) the dielectric reflectance at normal incidence is
 F0 = ((1.4 - 1) / (1.4 + 1))^2 = 0.028, and ``specularColorFactor = 2`` makes a typical A_S of 0.5
 (the middle of the 0.2-0.6 range of light-stage captures) reflect exactly that textbook value:
-F0(texel) = 0.028 * 2 * A_S. Roughness is constant (``SKIN_ROUGHNESS``); metallic is 0.
+F0(texel) = 0.028 * 2 * A_S. Roughness is constant (:data:`~avatarme_edu.optics.brdf.SKIN_PERCEPTUAL_ROUGHNESS`); metallic is 0.
 Viewers without the extensions still show the diffuse albedo, normal map and a plain dielectric sheen.
 """
 
@@ -50,14 +50,13 @@ from PIL import Image
 
 from avatarme_edu.color import linear_to_srgb
 from avatarme_edu.geometry.mesh import Mesh, vertex_normals, write_obj
-from avatarme_edu.optics.brdf import SKIN_PERCEPTUAL_ROUGHNESS
+from avatarme_edu.optics.brdf import SKIN_IOR, SKIN_PERCEPTUAL_ROUGHNESS
 from avatarme_edu.reflectance import ReflectanceMaps
 from avatarme_edu.geometry.raster import dilate, interpolate, rasterize_uv
 from avatarme_edu.geometry.uv_bake import bake_shape_maps, tangent_to_object, vertex_tangents
 from avatarme_edu.maps_io import save_map
 from avatarme_edu.reflectance import MAP_KINDS, MAP_NAMES
 
-SKIN_IOR = 1.4  # refractive index of skin's surface (oil/stratum corneum); F0 = 0.028
 SPECULAR_COLOR_FACTOR = 2.0  # A_S = 0.5 -> F0 = 0.028, see the module docstring
 PAD_TEXELS = 8  # texels of padding around UV charts, so mip-maps and bilinear lookups see skin
 
