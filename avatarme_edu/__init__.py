@@ -7,7 +7,7 @@ Layers, lowest first. A module imports only from its own layer or a lower one, n
 two modules import each other (``tests/test_layers.py`` reads this list and checks the import graph,
 function-local imports included):
 
-    0  base: profiles, color, imaging, reflectance, metrics, tiling, maps_io (any other top-level module)
+    0  base: profiles, color, imaging, reflectance, metrics, tiling, maps_io, public (any other top-level module)
     1  geometry: meshes, the EduHead model, rasterising, UV baking, texel sizes
     2  optics: physics shared by the renderer and the light stage - BRDF lobes, subsurface blur, shadow maps
     3  render: lights, texture-space shading, views, exports and viewers
