@@ -4,9 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avatarme_edu.figures.lightstage import gradient_image_panels, separation_panels
-from avatarme_edu.lightstage.capture import (PATTERN_NAMES, GradientImages, capture_subject, gradient_patterns,
-                                             lambertian_integral, render_gradient_images)
+from avatarme_edu.lightstage.capture import (PATTERN_NAMES, capture_subject, gradient_patterns, lambertian_integral,
+                                             render_gradient_images)
 from avatarme_edu.lightstage.separation import recovery_report, separate, to_reflectance_maps
 from avatarme_edu.lightstage.sphere import LightStage, make_light_stage
 
@@ -274,26 +273,6 @@ def test_recovery_report_of_the_truth_is_perfect_and_rejects_tangent_space_maps(
                            subject["diffuse_normals_obj"], subject["specular_normals_obj"], subject["mask"])
     with pytest.raises(ValueError, match="tangent space"):
         recovery_report(truth, maps)
-
-
-def test_display_panels_are_images_in_range_and_black_outside_the_mask():
-    subject = bumpy_sphere(16, 24)
-    images = render_gradient_images(**subject, stage=STAGE)
-    assert isinstance(images, GradientImages)
-    assert torch.equal(images.image("y", "cross"), images.cross[1])
-    assert torch.equal(images.image("o", "specular"), images.parallel[3] - images.cross[3])
-    panels = gradient_image_panels(images)
-    assert list(panels) == [f"{kind}_{p}" for kind in ("cross", "parallel", "specular") for p in PATTERN_NAMES]
-    steps = separation_panels(images, separate(images, STAGE))
-    assert list(steps) == ["diffuse_ratio", "diffuse_normals", "diffuse_albedo", "specular_ratio",
-                           "reflection_vectors", "view_directions", "specular_normals", "specular_albedo"]
-    for img in list(panels.values()) + list(steps.values()):
-        assert img.shape == (3, 16, 24)
-        assert img.min() >= 0 and img.max() <= 1
-        assert (img[:, ~images.mask] == 0).all()
-    assert panels["parallel_o"][:, images.mask].max() > 0.9  # auto-exposed, not a dark picture
-    with pytest.raises(ValueError, match="pattern"):
-        images.image("w", "cross")
 
 
 def test_capture_of_a_baked_mesh_round_trips_through_reflectance_maps():

@@ -1,14 +1,10 @@
 import math
 
-import matplotlib
 import pytest
 import torch
 
-from avatarme_edu.figures.lightstage import plot_light_stage
 from avatarme_edu.geometry.sphere_points import fibonacci_directions
 from avatarme_edu.lightstage.sphere import BANKS, LightStage, camera_arc, make_light_stage
-
-matplotlib.use("Agg")
 
 
 def elevation_deg(d):
@@ -88,19 +84,3 @@ def test_stage_validates_its_tensors():
         LightStage(torch.zeros(10, 3), torch.zeros(10), 1.0, torch.zeros(0, 3))
 
 
-def test_plot_draws_banks_patterns_and_intensities(tmp_path):
-    import matplotlib.pyplot as plt
-
-    stage = make_light_stage(n_lights=40, n_cameras=3)
-    fig = plt.figure(figsize=(9, 3))
-    for i, colour in enumerate(("bank", "x", torch.linspace(0, 1, 40))):
-        ax = plot_light_stage(stage, ax=fig.add_subplot(1, 3, i + 1, projection="3d"), color_by=colour)
-        assert len(ax.collections) >= 4  # wireframe, lights, cameras, head
-    fig.savefig(tmp_path / "stage.png")
-    plt.close(fig)
-    assert (tmp_path / "stage.png").stat().st_size > 1000
-    with pytest.raises(ValueError, match="color_by"):
-        plot_light_stage(stage, color_by="w")
-    with pytest.raises(ValueError, match="intensities"):
-        plot_light_stage(stage, color_by=torch.ones(7))
-    plt.close("all")
