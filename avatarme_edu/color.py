@@ -1,5 +1,9 @@
 """Colour conventions: maps hold linear RGB in [0, 1]; sRGB is only for display and PNG export.
 
+The sRGB curve is written here rather than taken from ``kornia.color`` because it is applied to maps of
+any channel count (grey maps, single colours), which kornia's ``(..., 3, H, W)`` functions refuse; on RGB
+images both agree (tested).
+
 Also the colour science that turns spectra into linear sRGB (skin pigments, black-body lights):
 the CIE 1931 colour matching functions and the XYZ -> linear sRGB matrix.
 """

@@ -7,6 +7,10 @@ texels outside it (background, holes in the UV layout) never count (DESIGN.md se
 
 Inputs are ``(C, H, W)`` or ``(N, C, H, W)``; the mask is shared by all images of a batch.
 Sums are taken in float64 so that the numbers do not depend on the map size.
+
+SSIM is written here, not taken from kornia, because it must skip invalid texels (a normalised
+convolution); its Gaussian window is kornia's, and where a whole window is valid it equals
+``kornia.metrics.ssim`` (tested).
 """
 
 from __future__ import annotations
