@@ -1,0 +1,24 @@
+"""The reflectance networks (issue 9): RCAN super-resolution and pix2pixHD image translation.
+
+* :mod:`~avatarme_edu.nets.rcan`      - RCAN (Zhang et al. 2018), the texture super-resolution;
+* :mod:`~avatarme_edu.nets.pix2pixhd` - the global generator and multi-scale PatchGANs (Wang et al. 2018);
+* :mod:`~avatarme_edu.nets.losses`    - LSGAN, feature matching, masked L1;
+* :mod:`~avatarme_edu.nets.tasks`     - which maps go in and come out of each of AvatarMe's networks;
+* :mod:`~avatarme_edu.nets.weights`   - safetensors weights with their configuration;
+* :mod:`~avatarme_edu.nets.checkpoint`, :mod:`~avatarme_edu.nets.train` - training with exact resume.
+"""
+
+from avatarme_edu.nets.losses import feature_matching_loss, lsgan_loss, masked_l1
+from avatarme_edu.nets.pix2pixhd import (
+    GlobalGenerator,
+    MultiscaleDiscriminator,
+    discriminator_from_profile,
+    generator_from_profile,
+)
+from avatarme_edu.nets.rcan import RCAN, rcan_from_profile
+
+__all__ = [
+    "RCAN", "rcan_from_profile",
+    "GlobalGenerator", "MultiscaleDiscriminator", "generator_from_profile", "discriminator_from_profile",
+    "masked_l1", "lsgan_loss", "feature_matching_loss",
+]
