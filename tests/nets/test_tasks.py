@@ -6,18 +6,8 @@ from avatarme_edu.nets.tasks import TASKS, batch_mask, build_network, get_task, 
 from avatarme_edu.profiles import get_profile
 
 
-def fake_batch(n=2, p=16, r=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    unit = lambda: torch.nn.functional.normalize(torch.randn(n, 3, p, p, generator=g), dim=1)  # noqa: E731
-    return {"texture": torch.rand(n, 3, p, p, generator=g), "texture_low": torch.rand(n, 3, p // r, p // r, generator=g),
-            "diffuse_albedo": torch.rand(n, 3, p, p, generator=g), "specular_albedo": torch.rand(n, 1, p, p, generator=g),
-            "diffuse_normals": unit(), "specular_normals": unit(), "normals_object": unit(), "normals_tangent": unit(),
-            "depth": torch.rand(n, 1, p, p, generator=g), "mask": torch.rand(n, p, p, generator=g) > 0.2,
-            "subject_id": torch.zeros(n, dtype=torch.int64)}
-
-
-def test_inputs_are_the_papers_maps_in_order():
-    b = fake_batch()
+def test_inputs_are_the_papers_maps_in_order(make_batch):
+    b = make_batch()
     x = network_input(get_task("delight"), b)
     assert x.shape == (2, 4, 16, 16)
     assert torch.equal(x[:, :3], b["texture"] * 2 - 1) and torch.equal(x[:, 3:], b["depth"] * 2 - 1)
@@ -33,18 +23,18 @@ def test_inputs_are_the_papers_maps_in_order():
     assert batch_mask(get_task("sr"), b).shape == (2, 16, 16)
 
 
-def test_declared_channels_match_what_the_batch_gives():
-    b = fake_batch()
+def test_declared_channels_match_what_the_batch_gives(make_batch):
+    b = make_batch()
     for task in TASKS.values():
         assert network_input(task, b).shape[1] == task.in_channels
         assert network_target(task, b).shape[1] == task.out_channels
 
 
 @pytest.mark.parametrize("name", list(TASKS))
-def test_every_task_network_maps_its_input_to_its_target_shape(name):
+def test_every_task_network_maps_its_input_to_its_target_shape(name, make_batch):
     p = get_profile("cpu", device="cpu")
     task = get_task(name)
-    b = fake_batch(p=32, r=p.sr_scale)
+    b = make_batch(p=32, r=p.sr_scale)
     torch.manual_seed(0)
     with torch.no_grad():
         y = build_network(task, p)(network_input(task, b))
@@ -53,8 +43,8 @@ def test_every_task_network_maps_its_input_to_its_target_shape(name):
         assert torch.allclose(y.norm(dim=1), torch.ones(2, 32, 32), atol=1e-5)
 
 
-def test_missing_map_and_unknown_task_are_named():
-    b = fake_batch()
+def test_missing_map_and_unknown_task_are_named(make_batch):
+    b = make_batch()
     del b["depth"]
     with pytest.raises(ValueError, match="needs the map 'depth'"):
         network_input(get_task("delight"), b)
