@@ -188,3 +188,95 @@ def train(task: Task, profile: Profile, make_batches: Callable[[], Iterable[dict
     save_weights(trainer.G, out / f"{task.name}.safetensors", task, profile,
                  info={"steps": steps, "seed": seed, "wall_s": round(log["wall_s"], 1), **(info or {})})
     return log
+
+
+# ----------------------------------------------------------------------------------------------
+# `avatarme-edu train ...` (wired into avatarme_edu/cli.py)
+# ----------------------------------------------------------------------------------------------
+
+
+def machine_description(profile: Profile) -> str:
+    """Where a run happened, for the weights manifest: CPU model and threads, or the GPU's name."""
+    import platform
+
+    if profile.torch_device.type == "cuda":
+        return f"{torch.cuda.get_device_name(profile.torch_device)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
+    """Add ``train`` to an argparse sub-parser set; the parsed args go to :func:`run_train`."""
+    from avatarme_edu.nets.tasks import DELIGHT_VARIANTS, TRAIN_NAMES
+    from avatarme_edu.profiles import PROFILE_NAMES
+
+    p = subparsers.add_parser("train", help="train one reflectance network on a virtual light-stage dataset")
+    p.add_argument("network", choices=TRAIN_NAMES, help="which network")
+    p.add_argument("--variant", choices=tuple(DELIGHT_VARIANTS), default="depth",
+                   help="delight only: the shape input - depth D_O (the paper), no_shape (ablation), normals_input (N_O)")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default=None,
+                   help="'cpu' or 'paper'; default: $AVATARME_PROFILE, else 'paper' with CUDA and 'cpu' without")
+    p.add_argument("--device", default=None, help="torch device (cpu, cuda, cuda:N, mps); default: automatic")
+    p.add_argument("--data", default=None, help="light-stage dataset folder; written first when it holds none "
+                                                "(default: OUT/data)")
+    p.add_argument("--subjects", type=int, default=20, help="identities of a dataset written here (default 20)")
+    p.add_argument("--data-seed", type=int, default=0, help="first identity of a dataset written here (default 0)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint, log.json, validation figures, weights")
+    p.add_argument("--steps", type=int, default=1000, help="total training steps (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="weights initialisation and patch order")
+    p.add_argument("--batch-size", type=int, default=8, help="patches per step (default 8)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-4 RCAN, 2e-4 pix2pixHD)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
+    p.add_argument("--val-every", type=int, default=100, help="steps between held-out numbers/figures (0: never)")
+    p.add_argument("--val-patches", type=int, default=8, help="held-out patches scored each time (default 8)")
+    p.set_defaults(func=run_train)
+    return p
+
+
+def run_train(args) -> int:
+    """``avatarme-edu train``: make the dataset if needed, train, write weights; returns the exit status."""
+    import shlex
+    import sys
+
+    from avatarme_edu.lightstage.dataset import PatchDataset, make_dataset
+    from avatarme_edu.nets.tasks import DELIGHT_VARIANTS, get_task
+    from avatarme_edu.nets.validate import held_out_batch, validator
+    from avatarme_edu.profiles import get_profile
+
+    profile = get_profile(args.profile, args.device)
+    task = get_task(DELIGHT_VARIANTS[args.variant] if args.network == "delight" else args.network)
+    if args.network != "delight" and args.variant != "depth":
+        raise ValueError(f"--variant is for delight only, not {args.network}")
+    for name in ("steps", "batch_size", "subjects", "checkpoint_every", "val_patches"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    h, w = profile.map_hw
+    if task.name == "sr" and (h * 1.0 / profile.texture_hw[0], w * 1.0 / profile.texture_hw[1]) != (
+            profile.sr_scale, profile.sr_scale):
+        raise ValueError(f"training sr at the {profile.name} profile needs (texture, x{profile.sr_scale} texture at "
+                         f"{profile.sr_hw}) pairs, which the dataset of {profile.map_hw} maps does not hold")
+    out = Path(args.out)
+    data = Path(args.data) if args.data else out / "data"
+    if not (data / "manifest.json").is_file():
+        print(f"no dataset in {str(data)!r}: writing {args.subjects} identities from {args.data_seed} there")
+        make_dataset(args.subjects, args.data_seed, profile, data)
+    train_set = PatchDataset(data, "train", profile, keys=task.keys)  # fails early on a bad dataset
+
+    def make_batches():
+        return train_set.batches(args.batch_size, torch.Generator().manual_seed(args.seed))
+
+    val = None
+    if args.val_every > 0:
+        val = validator(task, held_out_batch(data, task, profile, args.val_patches, seed=12345), out)
+    info = {"command": shlex.join(["avatarme-edu", *sys.argv[1:]]) if sys.argv else "", "data": str(data),
+            "batch_size": args.batch_size, "machine": machine_description(profile),
+            "train_identities": train_set.identities}
+    log = train(task, profile, make_batches, out, args.steps, seed=args.seed, lr=args.lr, resume=args.resume,
+                checkpoint_every=args.checkpoint_every, validate=val, val_every=args.val_every, info=info)
+    last = [e for e in log["entries"] if "loss" in e][-1]
+    vals = [e for e in log["entries"] if "val" in e]
+    print(f"{task.name}: {args.steps} steps in {log['wall_s']:.0f} s, last loss {last['loss']:.4f}"
+          + (f", held-out {json.dumps(vals[-1]['val'])}" if vals else ""))
+    print(f"weights: {out / (task.name + '.safetensors')}")
+    return 0

@@ -88,3 +88,46 @@ def test_validation_numbers_and_figure(tmp_path):
     t = get_task("delight")
     s = score(t, b["diffuse_albedo"], b["diffuse_albedo"], b["mask"])
     assert s["psnr"] == float("inf") and s["ssim"] == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    """Five cpu-profile identities: 0-3 train, 4 held out."""
+    from avatarme_edu.lightstage.dataset import make_dataset
+
+    path = tmp_path_factory.mktemp("ls")
+    make_dataset(5, 0, get_profile("cpu", device="cpu"), path, progress=False, workers=0)
+    return path
+
+
+def _parse(argv):
+    import argparse
+
+    from avatarme_edu.nets.train import add_train_parser
+
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_train_command_on_a_light_stage_dataset(tmp_path, small_dataset, capsys):
+    out = tmp_path / "run"
+    args = _parse(["train", "specular_albedo", "--profile", "cpu", "--device", "cpu", "--data", str(small_dataset),
+                   "--out", str(out), "--steps", "2", "--batch-size", "1", "--val-every", "2", "--val-patches", "2",
+                   "--checkpoint-every", "1"])
+    assert args.func(args) == 0
+    log = json.loads((out / "log.json").read_text())
+    assert log["info"]["train_identities"] == [0, 1, 2, 3]
+    val = [e["val"] for e in log["entries"] if "val" in e][0]
+    assert 0 < val["psnr"] < 60 and 0 < val["ssim"] <= 1
+    assert (out / "val_000002.png").is_file()
+    net = load_weights(out / "specular_albedo.safetensors", "specular_albedo", get_profile("cpu", device="cpu"))
+    assert net.config["in_channels"] == 3
+    assert "held-out" in capsys.readouterr().out
+    args = _parse(["train", "sr", "--profile", "paper", "--device", "cpu", "--data", str(small_dataset),
+                   "--out", str(tmp_path / "sr")])
+    with pytest.raises(ValueError, match="needs \\(texture, x8 texture"):
+        args.func(args)
+    args = _parse(["train", "sr", "--variant", "no_shape", "--out", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="--variant is for delight only"):
+        args.func(args)
