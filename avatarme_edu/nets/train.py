@@ -280,3 +280,18 @@ def run_train(args) -> int:
           + (f", held-out {json.dumps(vals[-1]['val'])}" if vals else ""))
     print(f"weights: {out / (task.name + '.safetensors')}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m avatarme_edu.nets.train NET ...``: the ``train`` command on its own."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m avatarme_edu.nets")
+    add_train_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
