@@ -283,15 +283,15 @@ def run_train(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m avatarme_edu.nets.train NET ...``: the ``train`` command on its own."""
+    """``python -m avatarme_edu.nets NET ...``: the ``train`` command on its own (see ``__main__.py``)."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m avatarme_edu.nets")
     add_train_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as err:  # bad input: one clear line, no traceback
+        print(f"train: error: {err}", file=sys.stderr)
+        return 2

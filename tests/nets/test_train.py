@@ -131,3 +131,11 @@ def test_train_command_on_a_light_stage_dataset(tmp_path, small_dataset, capsys)
     args = _parse(["train", "sr", "--variant", "no_shape", "--out", str(tmp_path / "x")])
     with pytest.raises(ValueError, match="--variant is for delight only"):
         args.func(args)
+
+
+def test_standalone_command_reports_bad_input_in_one_line(tmp_path, capsys):
+    from avatarme_edu.nets.train import main
+
+    assert main(["sr", "--profile", "cpu", "--steps", "0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["train: error: --steps must be at least 1, got 0"]
