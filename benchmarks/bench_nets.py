@@ -14,23 +14,9 @@ import time
 
 import torch
 
-from avatarme_edu.nets.tasks import TASKS
+from avatarme_edu.nets.tasks import TASKS, example_batch
 from avatarme_edu.nets.train import Trainer
 from avatarme_edu.profiles import get_profile
-
-
-def random_batch(profile, n: int, seed: int = 0) -> dict:
-    """A batch with every map the tasks read, at the profile's patch size (content does not change the cost)."""
-    g = torch.Generator().manual_seed(seed)
-    p, r = profile.patch_size, profile.sr_scale
-
-    def unit():
-        return torch.nn.functional.normalize(torch.randn(n, 3, p, p, generator=g), dim=1)
-
-    return {"texture": torch.rand(n, 3, p, p, generator=g), "texture_low": torch.rand(n, 3, p // r, p // r, generator=g),
-            "diffuse_albedo": torch.rand(n, 3, p, p, generator=g), "specular_albedo": torch.rand(n, 1, p, p, generator=g),
-            "diffuse_normals": unit(), "specular_normals": unit(), "normals_object": unit(), "normals_tangent": unit(),
-            "depth": torch.rand(n, 1, p, p, generator=g), "mask": torch.ones(n, p, p, dtype=torch.bool)}
 
 
 def main() -> None:
@@ -42,7 +28,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     profile = get_profile(args.profile)
-    batch = random_batch(profile, args.batch)
+    batch = example_batch(args.batch, profile.patch_size, profile.sr_scale, torch.Generator().manual_seed(0))
     print(f"{profile.name} profile on {profile.device}, patch {profile.patch_size}, batch {args.batch}, "
           f"{args.threads} thread(s)")
     print(f"{'network':<24}{'G params':>10}{'s/step':>8}{'patches/s':>11}{'patches in 30 min':>19}")

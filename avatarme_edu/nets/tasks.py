@@ -134,6 +134,23 @@ def batch_mask(task: Task, batch: dict) -> torch.Tensor | None:
     return m.bool()
 
 
+def example_batch(n: int, patch: int, sr_scale: int, generator: torch.Generator) -> dict:
+    """A batch of random maps with every key the tasks read: ``(n, C, patch, patch)`` float32 (unit
+    vectors for normals, [0, 1] otherwise), ``texture_low`` at ``patch / sr_scale``, an all-true
+    ``mask`` ``(n, patch, patch)``. For tests and speed measurements, where content does not matter."""
+    def rand(c, p=patch):
+        return torch.rand(n, c, p, p, generator=generator)
+
+    def unit():
+        v = torch.randn(n, 3, patch, patch, generator=generator)
+        return v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    return {"texture": rand(3), "texture_low": rand(3, patch // sr_scale), "diffuse_albedo": rand(3),
+            "specular_albedo": rand(1), "diffuse_normals": unit(), "specular_normals": unit(),
+            "normals_object": unit(), "normals_tangent": unit(), "depth": rand(1),
+            "position": rand(3), "mask": torch.ones(n, patch, patch, dtype=torch.bool)}
+
+
 def build_network(task: Task, profile: Profile) -> nn.Module:
     """The task's network at the profile's configuration (weights freshly initialised)."""
     from avatarme_edu.nets.pix2pixhd import generator_from_profile

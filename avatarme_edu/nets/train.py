@@ -213,7 +213,8 @@ def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
     p = subparsers.add_parser("train", help="train one reflectance network on a virtual light-stage dataset")
     p.add_argument("network", choices=TRAIN_NAMES, help="which network")
     p.add_argument("--variant", choices=tuple(DELIGHT_VARIANTS), default="depth",
-                   help="delight only: the shape input - depth D_O (the paper), no_shape (ablation), normals_input (N_O)")
+                   help="delight only: the shape input - depth D_O (the paper), no_shape (the ablation), "
+                        "normals_input (N_O)")
     p.add_argument("--profile", choices=PROFILE_NAMES, default=None,
                    help="'cpu' or 'paper'; default: $AVATARME_PROFILE, else 'paper' with CUDA and 'cpu' without")
     p.add_argument("--device", default=None, help="torch device (cpu, cuda, cuda:N, mps); default: automatic")

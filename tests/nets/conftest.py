@@ -1,18 +1,50 @@
 import pytest
 import torch
 
+from avatarme_edu.nets.tasks import example_batch
+from avatarme_edu.profiles import get_profile
+
 
 def fake_batch(n=2, p=16, r=4, seed=0):
+    """Random maps under the dataset's names, with a random mask (about 80% valid)."""
     g = torch.Generator().manual_seed(seed)
-    unit = lambda: torch.nn.functional.normalize(torch.randn(n, 3, p, p, generator=g), dim=1)  # noqa: E731
-    return {"texture": torch.rand(n, 3, p, p, generator=g), "texture_low": torch.rand(n, 3, p // r, p // r, generator=g),
-            "diffuse_albedo": torch.rand(n, 3, p, p, generator=g), "specular_albedo": torch.rand(n, 1, p, p, generator=g),
-            "diffuse_normals": unit(), "specular_normals": unit(), "normals_object": unit(), "normals_tangent": unit(),
-            "depth": torch.rand(n, 1, p, p, generator=g), "mask": torch.rand(n, p, p, generator=g) > 0.2,
-            "subject_id": torch.zeros(n, dtype=torch.int64)}
+    batch = example_batch(n, p, r, g)
+    batch["mask"] = torch.rand(n, p, p, generator=g) > 0.2
+    return batch
 
 
 @pytest.fixture
 def make_batch():
     """``make_batch(n, p, r, seed)``: a batch of random maps under the light-stage dataset's names."""
     return fake_batch
+
+
+# tiny networks: the loop is what is tested here, not the architecture
+TINY = dict(patch_size=16, rcan_groups=1, rcan_blocks=1, rcan_channels=8, rcan_reduction=4,
+            gen_ngf=4, gen_downsample=2, gen_blocks=1)
+
+
+def tiny_profile():
+    return get_profile("cpu", device="cpu").replace(**TINY)
+
+
+def batches(seed=0, n=2, p=16):
+    """A factory of an endless, repeatable sequence of fake batches (what train() takes)."""
+    def make():
+        i = 0
+        while True:
+            yield fake_batch(n=n, p=p, seed=seed * 1000 + i)
+            i += 1
+    return make
+
+
+@pytest.fixture
+def tiny():
+    """The cpu profile with tiny networks and 16-texel patches."""
+    return tiny_profile()
+
+
+@pytest.fixture
+def batch_source():
+    """``batch_source(seed, n, p)``: a factory of a repeatable, endless batch sequence (what train() takes)."""
+    return batches

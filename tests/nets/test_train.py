@@ -6,35 +6,15 @@ from safetensors.torch import load_file
 
 from avatarme_edu.nets.tasks import get_task
 from avatarme_edu.nets.train import Trainer, train
-from avatarme_edu.nets.validate import score, validator
 from avatarme_edu.nets.weights import load_weights
 from avatarme_edu.profiles import get_profile
 
-from conftest import fake_batch  # tests/nets/conftest.py (pytest puts its folder on sys.path)
-
-# tiny networks: the loop is what is tested here, not the architecture
-TINY = dict(patch_size=16, rcan_groups=1, rcan_blocks=1, rcan_channels=8, rcan_reduction=4,
-            gen_ngf=4, gen_downsample=2, gen_blocks=1)
-
-
-def tiny_profile():
-    return get_profile("cpu", device="cpu").replace(**TINY)
-
-
-def batches(seed=0, n=2, p=16):
-    def make():
-        i = 0
-        while True:
-            yield fake_batch(n=n, p=p, seed=seed * 1000 + i)
-            i += 1
-    return make
-
 
 @pytest.mark.parametrize("name", ["sr", "delight", "specular_normals"])
-def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name, tiny, make_batch):
     task = get_task(name)
-    trainer = Trainer(task, tiny_profile(), seed=0, lr=3e-3)
-    b = fake_batch(n=2, p=16, seed=5)
+    trainer = Trainer(task, tiny, seed=0, lr=3e-3)
+    b = make_batch(n=2, p=16, seed=5)
     before = trainer.losses(b)["l1"].item()
     for _ in range(15):
         trainer.step(b)
@@ -43,8 +23,8 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
 
 
 @pytest.mark.parametrize("name", ["sr", "diffuse_normals"])
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, name):
-    task, p = get_task(name), tiny_profile()
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, name, tiny, batch_source):
+    task, p, batches = get_task(name), tiny, batch_source
     full = train(task, p, batches(), tmp_path / "full", 6, seed=3, checkpoint_every=2, progress=False)
     train(task, p, batches(), tmp_path / "half", 3, seed=3, checkpoint_every=3, progress=False)
     # the interrupted run goes on to 6 steps from its checkpoint at step 3
@@ -64,8 +44,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, name):
     assert sum(v.numel() for v in net.state_dict().values()) > 0
 
 
-def test_a_second_run_into_the_same_folder_is_refused_and_resume_needs_a_checkpoint(tmp_path):
-    task, p = get_task("specular_albedo"), tiny_profile()
+def test_a_second_run_into_the_same_folder_is_refused_and_resume_needs_a_checkpoint(tmp_path, tiny, batch_source):
+    task, p, batches = get_task("specular_albedo"), tiny, batch_source
     train(task, p, batches(), tmp_path, 1, progress=False)
     with pytest.raises(FileExistsError, match="pass --resume"):
         train(task, p, batches(), tmp_path, 1, progress=False)
@@ -73,21 +53,6 @@ def test_a_second_run_into_the_same_folder_is_refused_and_resume_needs_a_checkpo
         train(task, p, batches(), tmp_path / "empty", 2, resume=True, progress=False)
     with pytest.raises(ValueError, match="is a checkpoint of 'specular_albedo'"):
         train(get_task("delight"), p, batches(), tmp_path, 2, resume=True, progress=False)
-
-
-def test_validation_numbers_and_figure(tmp_path):
-    task, p = get_task("specular_normals"), tiny_profile()
-    b = fake_batch(n=2, p=16, seed=9)
-    log = train(task, p, batches(), tmp_path, 2, validate=validator(task, b, tmp_path), val_every=1, progress=False)
-    vals = [e for e in log["entries"] if "val" in e]
-    assert [e["step"] for e in vals] == [1, 2]
-    err = vals[-1]["val"]["angular_error_deg"]
-    assert 0 < err["median"] < 180 and 0 < err["mean"] < 180
-    assert (tmp_path / "val_000002.png").stat().st_size > 1000
-    # the score itself: a perfect colour prediction scores inf dB, SSIM 1
-    t = get_task("delight")
-    s = score(t, b["diffuse_albedo"], b["diffuse_albedo"], b["mask"])
-    assert s["psnr"] == float("inf") and s["ssim"] == pytest.approx(1.0)
 
 
 @pytest.fixture(scope="module")
