@@ -56,3 +56,16 @@ def test_bad_scale_and_reduction_are_refused():
         RCAN(3, 1, 1, 8, 2)
     with pytest.raises(ValueError, match="multiple of reduction"):
         RCAN(2, 1, 1, 10, 4)
+
+
+def test_cpu_rcan_starts_at_bicubic_and_paper_rcan_is_the_published_one():
+    x = torch.rand(1, 3, 6, 9)
+    cpu = rcan_from_profile(get_profile("cpu", device="cpu"))
+    assert cpu.global_skip and not rcan_from_profile(get_profile("paper", device="cpu")).global_skip
+    bicubic = torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        assert torch.allclose(cpu(x), bicubic, atol=1e-6)  # untrained: exactly the bicubic up-sampling
+        cpu.tail.bias.fill_(0.1)
+        assert torch.allclose(cpu(x), bicubic + 0.1, atol=1e-6)  # trained: bicubic plus what it adds
+    with pytest.raises(ValueError, match="global skip"):
+        RCAN(2, 1, 1, 8, 4, in_channels=3, out_channels=1, global_skip=True)
