@@ -11,7 +11,10 @@ Each function takes maps (and the shape maps it needs) and a profile, and return
 ``shape`` is the :class:`~avatarme_edu.geometry.uv_bake.ShapeMaps` of the fitted mesh (depth D_O,
 normals N_O and N_T, mask). The networks are fully convolutional but run window by window with
 :func:`~avatarme_edu.tiling.sliding_window` (``profile.window_size``, ``window_stride``), blended where
-windows overlap, so a 6144x4096 map never has to fit in memory at once.
+windows overlap, so a 6144x4096 map never has to fit in memory at once. The generator's instance
+norm takes its statistics per window, so the sliding window equals a whole-map pass exactly only
+where the map fits in one window (``tests/test_stages.py``); elsewhere each window's answer depends a
+little on what else the window holds, as in AvatarMe (trained on 512 patches, run on 1536 windows).
 
 ``weights``: ``None`` loads the profile's committed file ``avatarme_edu/data/weights/<profile>/<net>.safetensors``;
 a path loads that file; an ``nn.Module`` is used as it is. Everything runs on ``profile.device`` and
