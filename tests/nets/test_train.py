@@ -16,7 +16,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name, tiny, make_batch):
     trainer = Trainer(task, tiny, seed=0, lr=3e-3)
     b = make_batch(n=2, p=16, seed=5)
     before = trainer.losses(b)["l1"].item()
-    for _ in range(15):
+    for _ in range(30):  # RCAN starts at bicubic (global skip): its loss falls slower at first
         trainer.step(b)
     after = trainer.losses(b)["l1"].item()
     assert after < 0.8 * before, (before, after)
