@@ -13,8 +13,10 @@ function-local imports included):
     3  render: lights, texture-space shading, views, exports and viewers
     4  lightstage: the virtual light stage - subjects, capture and separation, wild textures, dataset
     5  completion: a complete head around a reconstructed face (head-model transfer)
-    6  figures: every plot and display panel
-    7  demo, cli: the programs
+    5  nets: the networks (RCAN, pix2pixHD), their tasks, weights and training
+    6  stages, fitting: the reflectance stages run over whole maps; fitting a photo (GANFIT-style)
+    7  figures: every plot and display panel
+    8  demo, cli: the programs
 
 Each subpackage's ``__init__`` lists its public face in ``__all__``.
 """
