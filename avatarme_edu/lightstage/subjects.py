@@ -54,8 +54,7 @@ from avatarme_edu.lightstage.skin import (
 )
 from avatarme_edu.profiles import Profile
 from avatarme_edu.reflectance import ReflectanceMaps
-
-MAX_SEED = 2**63 - 1
+from avatarme_edu.seeds import MAX_SEED, check_seed  # noqa: F401  (the seed rule lives in seeds.py)
 
 
 @dataclass
@@ -130,13 +129,6 @@ def subject_dir_name(identity_id: int) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def check_seed(seed) -> int:
-    """A subject seed must be an int in [0, 2**63 - 1]."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be an int in [0, {MAX_SEED}], got {seed!r}")
-    return seed
-
-
 def _expressions(head) -> tuple[str, ...]:
     from avatarme_edu.geometry import head as head_module
 
@@ -159,6 +151,11 @@ def _streams(seed: int) -> tuple[torch.Generator, torch.Generator, torch.Generat
 def _sample_identity(head, generator: torch.Generator) -> torch.Tensor:
     """EduHead identity coefficients for one person, drawn from ``generator``."""
     return head.sample_identity(generator).reshape(-1)
+
+
+def identity_of(seed: int, head) -> torch.Tensor:
+    """The identity coefficients ``(K,)`` of subject ``seed`` (``head --seed N`` is subject N)."""
+    return _sample_identity(head, _streams(check_seed(seed))[0])
 
 
 class _LayoutKey:
