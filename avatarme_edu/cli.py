@@ -39,7 +39,7 @@ def _cmd_demo(args) -> int:
     from avatarme_edu.memory import check_memory, subject_memory
 
     profile = _sized(get_profile(args.profile, args.device), args.map_size)
-    check_memory(subject_memory(profile.map_hw), profile, f"the demo at {_size(profile)}")
+    check_memory(subject_memory, profile, f"the demo at {_size(profile)}")
     with output_folder(args.out) as out:
         written = run_demo(out, profile, seed=args.seed)
     print(f"profile {profile.name} on {profile.device}: wrote {len(written)} files under {args.out}/")
@@ -92,7 +92,7 @@ def _cmd_dataset(args) -> int:
     if unknown:
         raise ValueError(f"unknown expression(s) {', '.join(unknown)}; choose from {', '.join(EXPRESSIONS)} or 'all'")
     profile = _sized(get_profile(args.profile, args.device), args.map_size)
-    check_memory(subject_memory(profile.map_hw), profile, f"one subject at {_size(profile)}",
+    check_memory(subject_memory, profile, f"one subject at {_size(profile)}",
                  processes=max(1, args.workers or 1))
     manifest = make_dataset(args.n_subjects, args.seed, profile, args.out, expressions=expressions,
                             workers=args.workers)
@@ -115,7 +115,7 @@ def _cmd_capture(args) -> int:
     profile = get_profile(args.profile, args.device)
     if args.map_size:
         profile = profile.replace(map_hw=args.map_size)
-    check_memory(capture_memory(profile.map_hw), profile, f"the capture at {_size(profile)}")
+    check_memory(capture_memory, profile, f"the capture at {_size(profile)}")
     subject = make_subject(args.seed, profile)
     stage = make_light_stage(device=profile.device)
     images = capture_subject(subject.shape, subject.reflectance, stage)

@@ -49,20 +49,22 @@ def available_memory(device: str | torch.device) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def check_memory(need: int, profile: Profile, what: str, processes: int = 1) -> None:
-    """Refuse (``MemoryError``, one line) work needing ``need`` bytes per process that will not fit.
+def check_memory(estimate, profile: Profile, what: str, processes: int = 1) -> None:
+    """Refuse (``MemoryError``, one line) work at ``profile.map_hw`` that will not fit.
 
-    The message says how much was estimated and available, and what would fit: a smaller
-    ``--map-size``, the cpu profile, fewer workers or a GPU.
+    ``estimate``: ``map_hw -> bytes`` per process (:func:`subject_memory`, :func:`capture_memory`).
+    The message says how much was estimated and available, and what would fit: the largest 3:2
+    ``--map-size`` under the limit, the cpu profile, fewer workers or a GPU.
     """
     have = available_memory(profile.torch_device)
-    total = need * max(1, processes)
+    processes = max(1, processes)
+    budget = USABLE_FRACTION * have / processes
+    total = estimate(profile.map_hw) * processes
     if total <= USABLE_FRACTION * have:
         return
-    h, w = profile.map_hw
-    per_texel = (need - SUBJECT_FIXED_BYTES) / (h * w)
-    fits = max(0, (USABLE_FRACTION * have / max(1, processes) - SUBJECT_FIXED_BYTES) / max(per_texel, 1))
-    side = int((fits / 1.5) ** 0.5) // 16 * 16  # the largest 3:2 map (multiple of 16) under it
+    side = 0
+    while estimate((side + 16, (side + 16) * 3 // 2)) <= budget:  # the largest 3:2 map, multiple of 16
+        side += 16
     where = f"{profile.device} ({'GPU' if profile.torch_device.type == 'cuda' else 'RAM'})"
     hints = [f"--map-size {side}x{side * 3 // 2}" if side >= 16 else None,
              "--profile cpu" if profile.name != "cpu" else None,

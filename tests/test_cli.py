@@ -100,4 +100,5 @@ def test_output_folder_that_is_a_file_is_a_clear_error(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert main(["demo", "--device", "cpu", "--map-size", "48x72", "--out", str(blocker)]) == 2
-    assert "File exists" in capsys.readouterr().err
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".tmp-*"))
