@@ -251,6 +251,12 @@ def make_dataset(n_subjects: int, seed: int, profile: Profile, path: str | os.Pa
                 bar.update(1)
         else:
             _write_in_processes(jobs, workers, bar)
+    except BaseException:
+        # A signal can land between a temporary folder's creation and the block that would remove it;
+        # every writer has stopped by now, so whatever temporary folder is left is ours to remove.
+        for leftover in path.glob(f"{TMP_PREFIX}subject_*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        raise
     finally:
         bar.close()
 
