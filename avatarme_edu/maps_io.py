@@ -123,6 +123,7 @@ class MapFileError(ValueError):
 
 
 MAX_MAP_PIXELS = 40_000_000  # above the paper's 6144x4096 = 25 Mpx maps; ~1 GB as float32 RGB
+MAX_MAP_SIDE = 32_768  # over 5x the paper's widest map; wider "maps" are broken files
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -130,14 +131,19 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":  # the maps' format: read the header here
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(path) as img:
                 return img.size
         except Image.DecompressionBombError as e:
-            raise MapFileError(f"{str(path)!r} is far too large to read ({e.args[0].split('exceeds')[0].strip()})"
-                               ) from None
+            pixels = e.args[0].split("(")[1].split(" ")[0] if "(" in e.args[0] else "too many"
+            raise MapFileError(f"{str(path)!r} claims {pixels} pixels ({path.stat().st_size} bytes on disk), "
+                               f"far above the limit for a map") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise MapFileError(f"{str(path)!r} is not a readable image file ({type(e).__name__})") from None
 
@@ -150,9 +156,10 @@ def _read_image(path: Path, max_pixels: int) -> np.ndarray:
     if size == 0:
         raise MapFileError(f"{str(path)!r} is empty (0 bytes); was the copy interrupted?")
     w, h = image_size(path)
-    if w * h > max_pixels:
+    if w * h > max_pixels or max(w, h) > MAX_MAP_SIDE:
         raise MapFileError(f"{str(path)!r} is {w}x{h} = {w * h / 1e6:.1f} megapixels ({size} bytes on disk), "
-                           f"above the limit of {max_pixels / 1e6:.0f} megapixels for a map")
+                           f"above the limit of {max_pixels / 1e6:.0f} megapixels or {MAX_MAP_SIDE} pixels a side "
+                           "for a map")
     cv2 = _cv2()
     try:
         arr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -318,6 +325,7 @@ def load_photo(path: str | os.PathLike, max_side: int = 1024, max_pixels: int = 
         raise PhotoError(f"cannot open photo {name!r}: {e}") from None
 
     with img:
+        deep_colour = img.format == "PNG" and _png_bit_depth(path) == 16 and img.mode in ("RGB", "RGBA")
         w, h = img.size
         if w * h > max_pixels and img.format == "JPEG":
             # JPEG can decode at 1/2, 1/4 or 1/8 scale directly; ask for the smallest scale
@@ -336,7 +344,7 @@ def load_photo(path: str | os.PathLike, max_side: int = 1024, max_pixels: int = 
         if min(w, h) < min_side:
             raise PhotoError(f"photo {name!r} is only {w}x{h} pixels; it needs at least {min_side} px "
                              "on the shorter side to show a face")
-        if img.format == "PNG" and _png_bit_depth(path) == 16 and img.mode in ("RGB", "RGBA"):
+        if deep_colour:  # Pillow reads 16-bit colour PNGs at 8 bits: say so
             warnings.warn(f"photo {name!r} is a 16-bit colour PNG; it was read at 8 bits per channel "
                           "(enough for a photo to fit)", PhotoWarning, stacklevel=2)
         rgb = _to_rgb(img, name)
