@@ -96,3 +96,26 @@ def test_output_folder_removes_only_what_it_created(tmp_path):
     blocker.write_text("x")
     with pytest.raises(NotADirectoryError, match="is a file"):
         atomic.check_writable(blocker / "out")
+
+
+def test_head_onto_a_full_disk_is_one_line_and_leaves_nothing(tiny_disk, capsys):
+    # Found: a full disk left x.obj.part and printed "No space left on device: " without a name.
+    from avatarme_edu.cli import main
+
+    assert main(["head", "--device", "cpu", "--out", str(tiny_disk / "x.obj")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"No space left on device: {tiny_disk / 'x.obj'}") and len(err.splitlines()) == 1
+    assert list(tiny_disk.iterdir()) == []
+
+
+def test_a_read_only_folder_is_refused_before_work(tiny_disk):
+    # Found: a read-only --out was noticed only after 20 s of work.
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    with pytest.raises(OSError, match="cannot write there") as err:
+        atomic.check_writable(tiny_disk / "ls")
+    assert err.value.filename == str(tiny_disk / "ls")
+    from avatarme_edu.lightstage.dataset import make_dataset
+    from avatarme_edu.profiles import get_profile
+
+    with pytest.raises(OSError, match="cannot write there"):
+        make_dataset(1, 0, get_profile("cpu", "cpu"), tiny_disk / "ls", progress=False)
