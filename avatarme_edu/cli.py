@@ -72,7 +72,6 @@ def _cmd_head(args) -> int:
 def _cmd_dataset(args) -> int:
     from avatarme_edu.geometry.head import EXPRESSIONS
     from avatarme_edu.lightstage.dataset import make_dataset, verify_dataset
-    from avatarme_edu.memory import check_memory, subject_memory
 
     if args.verify:
         problems = verify_dataset(args.verify)
@@ -92,8 +91,6 @@ def _cmd_dataset(args) -> int:
     if unknown:
         raise ValueError(f"unknown expression(s) {', '.join(unknown)}; choose from {', '.join(EXPRESSIONS)} or 'all'")
     profile = _sized(get_profile(args.profile, args.device), args.map_size)
-    check_memory(subject_memory, profile, f"one subject at {_size(profile)}",
-                 processes=max(1, args.workers or 1))
     manifest = make_dataset(args.n_subjects, args.seed, profile, args.out, expressions=expressions,
                             workers=args.workers)
     import json

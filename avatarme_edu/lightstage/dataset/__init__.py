@@ -29,8 +29,9 @@ SHA-256 is recorded and checked on reading (:func:`verify_dataset`, ``avatarme-e
 a resume re-verifies what it keeps and rewrites what fails; the same inputs give the same bytes with
 any number of workers or threads (:mod:`.write`).
 
-The modules: :mod:`.records` (keys, split, checksums, JSON), :mod:`.write` (writing),
-:mod:`.read` (loading subjects), :mod:`.patches` (the ``torch.utils.data.Dataset`` of patches).
+The modules: :mod:`.records` (keys, split, checksums, JSON), :mod:`.subject_files` (one identity on
+disk), :mod:`.workers` (processes), :mod:`.write` (a dataset, resumable), :mod:`.read` (loading
+subjects), :mod:`.patches` (the ``torch.utils.data.Dataset`` of patches).
 """
 
 from avatarme_edu.lightstage.dataset.patches import (
@@ -43,9 +44,8 @@ from avatarme_edu.lightstage.dataset.records import (
     DEFAULT_EXPRESSIONS, FORMAT_VERSION, HELD_OUT_EVERY, MAP_KEYS, SPLITS, TEXTURE_KEYS, DatasetError,
     is_held_out, read_manifest, read_subject_record, split_of, verify_dataset, verify_subject, wild_generator,
 )
-from avatarme_edu.lightstage.dataset.write import (
-    make_dataset, mesh_checksum, write_sample_subject, write_subject,
-)
+from avatarme_edu.lightstage.dataset.subject_files import mesh_checksum, write_subject
+from avatarme_edu.lightstage.dataset.write import make_dataset, write_sample_subject
 
 __all__ = [
     "DEFAULT_EXPRESSIONS", "DEFAULT_PATCH_KEYS", "FORMAT_VERSION", "HELD_OUT_EVERY", "MAP_KEYS", "SAMPLE_SUBJECT_DIR",

@@ -14,7 +14,7 @@ import torch
 from avatarme_edu.lightstage.dataset.records import (
     NORMAL_KEYS, PNG_KINDS, DatasetError, check_file, read_subject_record,
 )
-from avatarme_edu.lightstage.dataset.write import mesh_checksum
+from avatarme_edu.lightstage.dataset.subject_files import mesh_checksum
 from avatarme_edu.lightstage.subjects import Subject, subject_dir_name, unit_vectors
 from avatarme_edu.lightstage.wild import WildParams, WildTexture
 

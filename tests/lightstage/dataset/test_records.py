@@ -4,7 +4,6 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from avatarme_edu.lightstage import dataset as ds
 

@@ -1,7 +1,6 @@
 """Writing: resumes re-verify, nothing is shrunk or half-written, killed runs leave no workers."""
 
 import errno
-import json
 import os
 import shutil
 import signal
@@ -111,3 +110,16 @@ def test_killed_parent_leaves_no_workers_and_no_partial_files(tmp_path, sig):
     assert not list(out.glob(".tmp-*")) and not list(out.rglob("*.part*"))
     for folder in out.glob("subject_*"):
         assert ds.verify_subject(folder) == []  # what is there is complete
+
+
+def test_paper_sizes_on_this_cpu_are_refused_before_any_work(tmp_path):
+    # Found: `dataset 1 --profile paper` on a CPU ran for minutes, then died in the allocator.
+    from avatarme_edu import memory
+    from avatarme_edu.profiles import get_profile
+
+    paper = get_profile("paper", "cpu")
+    if memory.subject_memory(paper.map_hw) <= memory.USABLE_FRACTION * memory.available_memory("cpu"):
+        pytest.skip("this machine has the memory for a paper-size subject")
+    with pytest.raises(MemoryError, match="--map-size .* or --profile cpu"):
+        ds.make_dataset(1, 0, paper, tmp_path / "paper", progress=False)
+    assert not (tmp_path / "paper").exists()
