@@ -33,3 +33,11 @@ def test_identity_of_is_the_subjects_identity():
     subject = make_subject_expressions(3, tiny, ("neutral",), head=head)[0]
     assert torch.equal(identity_of(3, head), subject.identity)
     assert not torch.equal(identity_of(4, head), subject.identity)
+
+
+def test_int_generators_follow_the_same_rule():
+    from avatarme_edu.lightstage.noise import as_generator
+
+    assert torch.equal(torch.rand(3, generator=as_generator(7)), torch.rand(3, generator=torch.Generator().manual_seed(7)))
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        as_generator(-1)
