@@ -38,12 +38,14 @@ error naming the file.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 
 from avatarme_edu.lightstage.dataset.records import (
     MAP_KEYS, NORMAL_KEYS, TEXTURE_KEYS, DatasetError, check_file, check_split, is_held_out, read_manifest,
@@ -110,7 +112,7 @@ class PatchDataset(torch.utils.data.Dataset):
             raise ValueError(f"length must be an int >= 1, got {length!r}")
         self.length = length
         self._handles: dict[Path, object] = {}
-        self._masks: dict[Path, torch.Tensor] = {}
+        self._corners: dict[Path, tuple[torch.Tensor, int]] = {}
 
     def _sizes(self, default_keys: bool) -> None:
         """The patch side ``self.patch`` at ``map_hw`` and the texture ratio (or the SR scale)."""
@@ -189,24 +191,34 @@ class PatchDataset(torch.utils.data.Dataset):
                 raise DatasetError(f"{str(entry.file)!r} cannot be read ({e})") from None
         return self._handles[entry.file]
 
-    def _sampling_mask(self, entry: _Entry) -> torch.Tensor:
-        if entry.file not in self._masks:
+    def _accepted(self, entry: _Entry, side: int) -> tuple[torch.Tensor, int]:
+        """Flat indices of the corners whose ``side``-patch has ``min_valid`` surface, and the row length.
+
+        The rule (and the draw in :meth:`__getitem__`) of :func:`avatarme_edu.tiling.sample_patches`,
+        computed once per file: recomputing it per patch takes 4 s on a paper-size mask.
+        """
+        if entry.file not in self._corners:
             key = "mask_low" if (self.ratio is not None or self.sr) else "mask"
-            self._masks[entry.file] = self._handle(entry).get_tensor(key).bool()
-        return self._masks[entry.file]
+            m = self._handle(entry).get_tensor(key).bool()
+            s = F.pad(m.to(torch.int64).cumsum(0).cumsum(1), (1, 0, 1, 0))  # summed-area table
+            counts = s[side:, side:] - s[:-side, side:] - s[side:, :-side] + s[:-side, :-side]
+            accepted = torch.nonzero((counts >= math.ceil(self.min_valid * side * side - 1e-9)).flatten()).squeeze(1)
+            if accepted.numel() == 0:
+                raise DatasetError(f"{str(entry.file)!r}: no {side}x{side} patch with {self.min_valid:.0%} surface "
+                                   f"in its {key!r}; lower min_valid or the patch size")
+            self._corners[entry.file] = (accepted, counts.shape[1])
+        return self._corners[entry.file]
 
     def __getitem__(self, index: int) -> dict:
         """One patch of every key (module docstring), drawn by ``(seed, epoch, index)``."""
-        from avatarme_edu.tiling import sample_patches
-
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} items")
         g = torch.Generator().manual_seed((self.seed * 0x9E3779B1 + self.epoch * 1_000_003 + index) % MAX_SEED)
         entry = self.entries[int(torch.randint(len(self.entries), (1,), generator=g))]
-        m = self._sampling_mask(entry)
         side = self.patch // self.profile.sr_scale if self.sr else self.patch // (self.ratio or 1)
-        _, corner = sample_patches({"mask": m[None]}, m, side, 1, g, self.min_valid)
-        t, l = corner[0].tolist()
+        accepted, ncols = self._accepted(entry, side)
+        flat = int(accepted[torch.randint(accepted.numel(), (1,), generator=g)])
+        t, l = flat // ncols, flat % ncols
         f = self._handle(entry)
         item = {}
         for k in self.keys:

@@ -52,3 +52,20 @@ def test_super_resolution_pairs_where_the_ratio_is_not_whole(odd):
         full = F.interpolate(maps["texture"].float()[None], size=prof.sr_hw, mode="bilinear", align_corners=False)[0]
         want = full[:, t * s:(t + q) * s, l * s:(l + q) * s]
         assert (batch["texture_sr"][i] - want).abs().max() < 1e-5
+
+
+def test_corners_follow_the_rule_and_draw_of_sample_patches(small_data, tiny):
+    # the loader caches the accepted corners per file; the corner must be the one
+    # tiling.sample_patches draws from the same generator state
+    from avatarme_edu.tiling import sample_patches
+
+    data = ds.PatchDataset(small_data, "train", tiny, keys=("texture", "texture_low", "mask_low"), length=10, seed=9)
+    r = tiny.map_hw[0] // tiny.texture_hw[0]
+    for i in range(10):
+        item = data[i]
+        g = torch.Generator().manual_seed((9 * 0x9E3779B1 + i) % (2**63 - 1))
+        e = data.entries[int(torch.randint(len(data.entries), (1,), generator=g))]
+        m = load_tensors(e.file)["mask_low"].bool()
+        _, corner = sample_patches({"m": m[None]}, m, tiny.patch_size // r, 1, g, 0.5)
+        assert item["corner"].tolist() == (corner[0] * r).tolist() and int(item["subject_id"]) == e.id
+        assert item["mask_low"].float().mean() >= 0.5
