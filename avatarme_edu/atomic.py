@@ -23,12 +23,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 TMP_PREFIX = ".tmp-"  # every temporary name starts with this; leftovers of a killed run are recognisable
+
+
+def _temporary_name(path: Path, sep: str = ".") -> Path:
+    """A fresh hidden name beside ``path`` (``.tmp-NAME.XXXXXXXX``), not yet created."""
+    return path.parent / f"{TMP_PREFIX}{path.name}{sep}{secrets.token_hex(8)}"
 
 
 def _named(err: OSError, path: Path) -> OSError:
@@ -59,10 +65,9 @@ def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
     removed and the exception re-raised (an :class:`OSError` then names ``path``).
     """
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    tmp = _temporary_name(path)
+    try:  # created inside the try: a Ctrl-C at any moment leaves nothing
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -100,8 +105,9 @@ def atomic_dir(folder: str | os.PathLike) -> Iterator[Path]:
     folder = Path(folder)
     if folder.exists():
         raise FileExistsError(errno.EEXIST, "already exists; a finished folder is never overwritten", str(folder))
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{folder.name}-", dir=folder.parent))
+    tmp = _temporary_name(folder, "-")
     try:
+        os.mkdir(tmp, 0o700)
         yield tmp
         for f in tmp.rglob("*"):  # mkdtemp is private; the finished folder is ordinary
             os.chmod(f, 0o755 if f.is_dir() else 0o644)

@@ -201,3 +201,20 @@ def test_capture_prints_the_same_with_any_thread_count(capsys):
     assert outs[0] == outs[1]
     line = next(x for x in outs[0].splitlines() if x.startswith("diffuse_albedo_psnr")).split()
     assert line[2] == "exact" and 20 < float(line[1]) < 60
+
+
+def test_interrupted_demo_leaves_no_partial_files(tmp_path):
+    # Found: an interrupted demo left uv_maps.part.png and printed a traceback.
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "avatarme_edu.cli", "demo", "--device", "cpu",
+                             "--map-size", "48x72", "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "shape_maps").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "avatarme-edu demo: interrupted" in err and "Traceback" not in err
+    assert not list(out.rglob(".tmp-*")) and not list(out.rglob("*.part*"))
