@@ -1,8 +1,9 @@
 """What a dataset holds and how it is checked: keys, the identity split, checksums, JSON records.
 
-Every data file of a subject has its SHA-256 in the subject's ``subject.json`` (``checksums``), and
-the manifest holds the SHA-256 of every ``subject.json`` (``subjects[i].record_sha256``): a flipped
-byte anywhere is found by :func:`verify_subject` / :func:`verify_dataset`, and every problem is
+Every data file of a subject has its SHA-256 in the subject's ``subject.json`` (``checksums``), the
+manifest holds the SHA-256 of every ``subject.json`` (``subjects[i].record_sha256``), and both JSON
+files carry a checksum of their own content (``sha256``, :func:`seal`): a flipped byte anywhere is
+found on reading or by :func:`verify_subject` / :func:`verify_dataset`, and every problem is
 reported with the file's name.
 """
 
@@ -114,12 +115,28 @@ def read_json(path: str | os.PathLike, what: str) -> dict:
     return data
 
 
+SEAL_KEY = "sha256"  # a JSON record's own checksum: of its canonical JSON without this key
+
+
+def seal(record: dict) -> dict:
+    """``record`` with its own SHA-256 added (``sha256``), so a changed value is found on reading."""
+    body = {k: v for k, v in record.items() if k != SEAL_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return {**body, SEAL_KEY: hashlib.sha256(text.encode("ascii")).hexdigest()}
+
+
+def _check_seal(record: dict, path: Path, what: str) -> dict:
+    if SEAL_KEY in record and seal(record)[SEAL_KEY] != record[SEAL_KEY]:
+        raise DatasetError(f"{what} {str(path)!r} is corrupt: its content does not match its own SHA-256")
+    return record
+
+
 def read_manifest(path: str | os.PathLike) -> dict:
     """The ``manifest.json`` of a dataset folder."""
     f = Path(path) / "manifest.json"
     if not f.is_file():
         raise FileNotFoundError(f"no manifest.json in {str(path)!r}; write the dataset with make_dataset first")
-    man = read_json(f, "manifest")
+    man = _check_seal(read_json(f, "manifest"), f, "manifest")
     for key in ("subjects", "map_hw", "texture_hw", "format", "split"):
         if key not in man:
             raise DatasetError(f"manifest {str(f)!r} has no {key!r}; it is corrupt or not ours")
@@ -131,7 +148,7 @@ def read_subject_record(folder: str | os.PathLike) -> dict:
     f = Path(folder) / "subject.json"
     if not f.is_file():
         raise FileNotFoundError(f"{str(f)!r} not found: is {str(folder)!r} a subject folder written by make_dataset?")
-    rec = read_json(f, "subject record")
+    rec = _check_seal(read_json(f, "subject record"), f, "subject record")
     for key in ("id", "expressions", "format", "map_hw", "texture_hw"):
         if key not in rec:
             raise DatasetError(f"subject record {str(f)!r} has no {key!r}; it is corrupt or not ours")

@@ -20,7 +20,7 @@ import torch
 
 from avatarme_edu.atomic import atomic_dir, write_text
 from avatarme_edu.lightstage.dataset.records import (
-    FORMAT_VERSION, MAP_KEYS, PNG_KINDS, file_list, sha256_file, split_of, wild_generator,
+    FORMAT_VERSION, MAP_KEYS, PNG_KINDS, file_list, seal, sha256_file, split_of, wild_generator,
 )
 from avatarme_edu.lightstage.subjects import Subject, make_subject_expressions
 from avatarme_edu.lightstage.wild import WildTexture, wild_texture
@@ -110,8 +110,8 @@ def write_subject(folder: str | os.PathLike, subjects: list[Subject], wilds: lis
                     _recompress_png(save_map(tmp / s.expression / f"{k}.png", maps[k], kind))
         names = file_list(fmt, [s.expression for s in subjects])
         checksums = {rel: sha256_file(tmp / rel) for rel in names}
-        write_text(tmp / "subject.json", json.dumps(_subject_record(subjects, wilds, profile, fmt, checksums),
-                                                    indent=1))
+        record = seal(_subject_record(subjects, wilds, profile, fmt, checksums))
+        write_text(tmp / "subject.json", json.dumps(record, indent=1))
     return folder
 
 

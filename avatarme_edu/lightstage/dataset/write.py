@@ -14,7 +14,7 @@ from pathlib import Path
 from avatarme_edu.atomic import TMP_PREFIX, check_writable, write_text
 from avatarme_edu.lightstage.dataset.records import (
     DEFAULT_EXPRESSIONS, HELD_OUT_EVERY, MAP_KEYS, TEXTURE_KEYS, file_list, is_held_out, read_json,
-    read_subject_record, sha256_file, split_of, verify_subject,
+    read_subject_record, seal, sha256_file, split_of, verify_subject,
 )
 from avatarme_edu.lightstage.dataset.subject_files import subject_bytes, versions, write_identity
 from avatarme_edu.lightstage.dataset.workers import write_in_processes
@@ -146,7 +146,7 @@ def make_dataset(n_subjects: int, seed: int, profile: Profile, path: str | os.Pa
         "written_this_run": len(todo),  # no timings: the same dataset is the same bytes
         "rewritten_this_run": rewritten,
     }
-    write_text(manifest_file, json.dumps(manifest, indent=1))
+    write_text(manifest_file, json.dumps(seal(manifest), indent=1))
     return manifest_file
 
 

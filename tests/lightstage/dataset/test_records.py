@@ -47,7 +47,7 @@ def test_nan_in_a_map_is_an_error_even_with_a_matching_checksum(copy):
     save_tensors(folder / "neutral.safetensors", maps)
     rec = json.loads((folder / "subject.json").read_text())
     rec["checksums"]["neutral.safetensors"] = sha256_file(folder / "neutral.safetensors")
-    (folder / "subject.json").write_text(json.dumps(rec))
+    (folder / "subject.json").write_text(json.dumps(ds.records.seal(rec)))  # every checksum matches
     with pytest.raises(ds.DatasetError, match=r"subject_0002/neutral.safetensors.*'depth'.*NaN"):
         ds.load_maps(folder)
 
@@ -78,7 +78,43 @@ def test_unlisted_and_mislabelled_subjects_are_reported(copy):
     shutil.copytree(copy / "subject_0000", copy / "subject_0099")
     man = json.loads((copy / "manifest.json").read_text())
     man["subjects"][4]["split"] = "train"
-    (copy / "manifest.json").write_text(json.dumps(man))
+    (copy / "manifest.json").write_text(json.dumps(ds.records.seal(man)))  # as a buggy writer would
     problems = ds.verify_dataset(copy)
     assert any("subject_0099" in p and "not listed" in p for p in problems)
     assert any("identity 4" in p for p in problems)
+
+
+def test_a_changed_value_in_a_record_is_caught(copy):
+    man = json.loads((copy / "manifest.json").read_text())
+    man["map_hw"] = [96, 144]
+    (copy / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ds.DatasetError, match="manifest.json.*own SHA-256"):
+        ds.read_manifest(copy)
+    rec = json.loads((copy / "subject_0001" / "subject.json").read_text())
+    rec["wild"]["neutral"]["exposure"] += 0.5
+    (copy / "subject_0001" / "subject.json").write_text(json.dumps(rec))
+    with pytest.raises(ds.DatasetError, match="subject_0001/subject.json.*own SHA-256"):
+        ds.load_maps(copy / "subject_0001")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_byte_flipped_anywhere_is_reported(small_data, tmp_path, seed):
+    import random
+
+    rng = random.Random(seed)
+    path = tmp_path / "flip"
+    shutil.copytree(small_data, path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    f = rng.choice(files)
+    data = bytearray(f.read_bytes())
+    at = rng.randrange(len(data))
+    data[at] ^= rng.randrange(1, 256)
+    f.write_bytes(bytes(data))
+    if f.name == "manifest.json":
+        try:  # whitespace turned into other whitespace changes nothing: nothing to report
+            if json.loads(bytes(data)) == json.loads((small_data / "manifest.json").read_bytes()):
+                return
+        except ValueError:
+            pass
+    problems = ds.verify_dataset(path)
+    assert problems and any(f.name in p for p in problems), (f, at, problems)
