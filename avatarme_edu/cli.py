@@ -1,7 +1,12 @@
 """The ``avatarme-edu`` command.
 
-Every sub-command takes ``--profile`` (cpu | paper) and ``--device``; see ``avatarme-edu --help``.
-Errors in the user's input are printed as one clear line (exit status 2), not a traceback.
+Every sub-command takes ``--profile`` (cpu | paper), ``--device`` and ``--seed`` (checked by
+:mod:`avatarme_edu.seeds`: seed N is subject N everywhere); see ``avatarme-edu --help``.
+
+Before working, each command checks that its output folder can be written and that its sizes fit in
+memory (:mod:`avatarme_edu.memory`), and refuses what will not, saying what would. Errors are one
+clear line, not a traceback: exit status 2 (bad input, will not fit, unwritable folder, full disk
+naming the file), 1 (``dataset --verify`` found problems), 130 (Ctrl-C; nothing half-written is left).
 """
 
 from __future__ import annotations
