@@ -39,8 +39,10 @@ def make_dataset(n_subjects: int, seed: int, profile: Profile, path: str | os.Pa
 
     ``workers``: processes making subjects side by side (``concurrent.futures``, spawned, one torch
     thread each; 0: all in this process). ``None`` chooses: one per CPU core (at most 4) for a CPU
-    profile with 16 or more subjects to write, else 0. The files do not depend on it (module
-    docstring); workers end when this process dies, and remove their unfinished subject.
+    profile with 16 or more subjects to write, else 0. The files do not depend on it
+    (:mod:`.subject_files`); workers end when this process dies, and remove their unfinished subject.
+    Automatic workers are capped to what fits in memory; sizes that do not fit even in one process,
+    and datasets larger than the free disk, are refused before any work (:mod:`avatarme_edu.memory`).
     ``head``: the head model (default EduHead; another model is used in this process only).
     ``fmt``: ``"safetensors"`` or ``"png"``.
     """
