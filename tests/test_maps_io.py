@@ -248,3 +248,21 @@ def test_16_bit_colour_photo_says_it_was_cut_to_8_bits(tmp_path):
     cv2.imwrite(str(f), np.full((80, 80, 3), 40000, np.uint16))
     with pytest.warns(PhotoWarning, match="16-bit colour"):
         load_photo(f)
+
+
+def test_a_huge_jpeg_map_is_refused_from_its_header(tmp_path):
+    # Found: load_map on a 12000x9000 JPEG peaked at 7.1 GB. Here a small JPEG whose frame header
+    # (SOF0) claims 12000x9000: refused without decoding.
+    import cv2
+    import numpy as np
+
+    from avatarme_edu.maps_io import MapFileError
+
+    ok, buf = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (9000).to_bytes(2, "big") + (12000).to_bytes(2, "big")
+    f = tmp_path / "huge.jpg"
+    f.write_bytes(bytes(data))
+    with pytest.raises(MapFileError, match="huge.jpg' is 12000x9000 = 108.0 megapixels"):
+        load_map(f, "color")
