@@ -54,7 +54,7 @@ from avatarme_edu.lightstage.skin import (
 )
 from avatarme_edu.profiles import Profile
 from avatarme_edu.reflectance import ReflectanceMaps
-from avatarme_edu.seeds import MAX_SEED, check_seed  # noqa: F401  (the seed rule lives in seeds.py)
+from avatarme_edu.seeds import check_seed  # the one seed rule
 
 
 @dataclass
