@@ -283,11 +283,9 @@ def save_eduhead(head: EduHead, path: str | Path = DATA_PATH, seed: int = SEED) 
     meta = {"model": "EduHead", "version": MODEL_VERSION, "seed": str(seed),
             "n_heads": str(int(head.population_params.shape[0])),
             "grid": f"{template.GRID_ROWS}x{template.GRID_COLS}", "params": ",".join(PARAM_NAMES)}
-    tmp = path.with_name(path.name + ".part")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.chmod(0o644)  # a data file everyone may read
-    tmp.replace(path)
-    return path
+    from avatarme_edu.maps_io import save_tensors  # atomic, and the same bytes in every process
+
+    return save_tensors(path, tensors, metadata=meta)
 
 
 def read_eduhead(path: str | Path = DATA_PATH, device=None) -> EduHead:

@@ -35,7 +35,9 @@ def as_generator(generator: torch.Generator | int) -> torch.Generator:
     if isinstance(generator, torch.Generator):
         return generator
     if isinstance(generator, int) and not isinstance(generator, bool):
-        return torch.Generator().manual_seed(generator)
+        from avatarme_edu.seeds import check_seed  # the one seed rule
+
+        return torch.Generator().manual_seed(check_seed(generator))
     raise ValueError(f"generator must be a torch.Generator or an int seed, got {type(generator).__name__}")
 
 

@@ -52,8 +52,7 @@ from avatarme_edu.profiles import Profile
 from avatarme_edu.reflectance import ReflectanceMaps
 from avatarme_edu.geometry.head import load_eduhead
 from avatarme_edu.geometry import head as head_module
-
-MAX_SEED = 2**63 - 1
+from avatarme_edu.seeds import check_seed  # the one seed rule
 
 
 @dataclass
@@ -128,13 +127,6 @@ def subject_dir_name(identity_id: int) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def check_seed(seed) -> int:
-    """A subject seed must be an int in [0, 2**63 - 1]."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be an int in [0, {MAX_SEED}], got {seed!r}")
-    return seed
-
-
 def _expressions(head) -> tuple[str, ...]:
     return tuple(getattr(head, "expressions", None) or head_module.EXPRESSIONS)
 
@@ -155,6 +147,11 @@ def _streams(seed: int) -> tuple[torch.Generator, torch.Generator, torch.Generat
 def _sample_identity(head, generator: torch.Generator) -> torch.Tensor:
     """EduHead identity coefficients for one person, drawn from ``generator``."""
     return head.sample_identity(generator).reshape(-1)
+
+
+def identity_of(seed: int, head) -> torch.Tensor:
+    """The identity coefficients ``(K,)`` of subject ``seed`` (``head --seed N`` is subject N)."""
+    return _sample_identity(head, _streams(check_seed(seed))[0])
 
 
 class _LayoutKey:

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from avatarme_edu.atomic import TMP_PREFIX, move_into, write_bytes
 from avatarme_edu.color import linear_to_srgb
 from avatarme_edu.geometry.mesh import Mesh, vertex_normals, write_obj
 from avatarme_edu.optics.brdf import SKIN_IOR, SKIN_PERCEPTUAL_ROUGHNESS
@@ -227,7 +228,7 @@ def export_obj(out_dir: str | Path, mesh: Mesh, maps: ReflectanceMaps, name: str
     tex = viewer_textures(mesh, maps, shape, which=("diffuse", "specular", "normal"))
     rel = {"obj": f"{name}.obj", "mtl": f"{name}.mtl", "diffuse": f"{name}_diffuse.png",
            "specular": f"{name}_specular.png", "normal": f"{name}_normal.png"}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{out_dir.name}-", dir=out_dir.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes a private folder; the export is an ordinary one
         write_obj(tmp / rel["obj"], mesh.to("cpu"), material=rel["mtl"])
@@ -242,7 +243,7 @@ def export_obj(out_dir: str | Path, mesh: Mesh, maps: ReflectanceMaps, name: str
             save_map(tmp / rel[f"raw_{map_name}"], getattr(maps, map_name), MAP_KINDS[map_name])
         rel["raw_mask"] = "raw/mask.png"
         save_map(tmp / rel["raw_mask"], maps.mask, "mask")
-        _replace_dir(tmp, out_dir)
+        move_into(tmp, out_dir)  # file by file: a user's own files in out_dir stay
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -285,23 +286,6 @@ raw/                  the maps as the pipeline holds them: diffuse_albedo (8-bit
 """
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move the finished folder ``new`` to ``target``; an old ``target`` is removed only afterwards."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-        old.rmdir()
-        target.rename(old)
-    try:
-        new.rename(target)
-    except BaseException:
-        if old is not None:
-            old.rename(target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 # ----------------------------------------------------------------------------------------------
 # binary glTF 2.0, written by hand: a JSON scene description + one binary buffer
 # ----------------------------------------------------------------------------------------------
@@ -319,7 +303,7 @@ def export_glb(path: str | Path, mesh: Mesh, maps: ReflectanceMaps, shape=None,
     metallic-roughness material (baseColorTexture = diffuse albedo in sRGB, normalTexture = N_S in
     the mesh's tangent frame, KHR_materials_specular / KHR_materials_ior for the specular albedo);
     the three PNGs are embedded in the binary buffer. ``max_width`` shrinks the textures.
-    Written to ``path.part`` and renamed, so no half-written file is left.
+    Written beside and renamed (:mod:`avatarme_edu.atomic`), so no half-written file is left.
     """
     check_mesh_and_maps(mesh, maps)
     path = Path(path)
@@ -396,10 +380,7 @@ def export_glb(path: str | Path, mesh: Mesh, maps: ReflectanceMaps, shape=None,
         "bufferViews": views,
         "buffers": [{"byteLength": len(blob)}],
     }
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(_glb_bytes(gltf, bytes(blob)))
-    tmp.replace(path)
-    return path
+    return write_bytes(path, _glb_bytes(gltf, bytes(blob)))
 
 
 def _glb_bytes(gltf: dict, blob: bytes) -> bytes:
