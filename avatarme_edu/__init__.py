@@ -2,6 +2,23 @@
 
 The library is grouped by pipeline stage; the notebooks import from it and do not define algorithms.
 Every function that depends on sizes or the device takes a :class:`~avatarme_edu.profiles.Profile`.
+
+Layers, lowest first. A module imports only from its own layer or a lower one, never upwards, and no
+two modules import each other (``tests/test_layers.py`` reads this list and checks the import graph,
+function-local imports included):
+
+    0  base: profiles, color, imaging, reflectance, metrics, tiling, maps_io, public (any other top-level module)
+    1  geometry: meshes, the EduHead model, rasterising, UV baking, texel sizes
+    2  optics: physics shared by the renderer and the light stage - BRDF lobes, subsurface blur, shadow maps
+    3  render: lights, texture-space shading, views, exports and viewers
+    4  lightstage: the virtual light stage - subjects, capture and separation, wild textures, dataset
+    5  completion: a complete head around a reconstructed face (head-model transfer)
+    5  nets: the networks (RCAN, pix2pixHD), their tasks, weights and training
+    6  stages, fitting: the reflectance stages run over whole maps; fitting a photo (GANFIT-style)
+    7  figures: every plot and display panel
+    8  demo, cli: the programs
+
+Each subpackage's ``__init__`` lists its public face in ``__all__``.
 """
 
 from avatarme_edu.profiles import Profile, get_profile

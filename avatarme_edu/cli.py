@@ -1,7 +1,12 @@
 """The ``avatarme-edu`` command.
 
-Every sub-command takes ``--profile`` (cpu | paper) and ``--device``; see ``avatarme-edu --help``.
-Errors in the user's input are printed as one clear line (exit status 2), not a traceback.
+Every sub-command takes ``--profile`` (cpu | paper), ``--device`` and ``--seed`` (checked by
+:mod:`avatarme_edu.seeds`: seed N is subject N everywhere); see ``avatarme-edu --help``.
+
+Before working, each command checks that its output folder can be written and that its sizes fit in
+memory (:mod:`avatarme_edu.memory`), and refuses what will not, saying what would. Errors are one
+clear line, not a traceback: exit status 2 (bad input, will not fit, unwritable folder, full disk
+naming the file), 1 (``dataset --verify`` found problems), 130 (Ctrl-C; nothing half-written is left).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import sys
 from pathlib import Path
 
 from avatarme_edu.profiles import PROFILE_NAMES, get_profile
+from avatarme_edu.seeds import MAX_SEED, check_seed, seed_arg
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -18,14 +24,29 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="sizes and networks: 'cpu' (reduced) or 'paper' (published sizes); "
                         "default: $AVATARME_PROFILE, else 'paper' with CUDA and 'cpu' without")
     p.add_argument("--device", default=None, help="torch device (cpu, cuda, cuda:N, mps); default: $AVATARME_DEVICE or auto")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same result)")
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help=f"identity / random seed in [0, {MAX_SEED}]: subject N of a dataset is --seed N "
+                        "(same seed, same result)")
+
+
+def _sized(profile, map_hw):
+    """The profile with ``--map-size`` applied: the fitted texture keeps its share of the map."""
+    if map_hw is None:
+        return profile
+    factor = profile.map_hw[0] // profile.texture_hw[0]
+    return profile.replace(map_hw=tuple(map_hw),
+                           texture_hw=(max(8, map_hw[0] // factor), max(12, map_hw[1] // factor)))
 
 
 def _cmd_demo(args) -> int:
+    from avatarme_edu.atomic import output_folder
     from avatarme_edu.demo import run_demo
+    from avatarme_edu.memory import check_memory, subject_memory
 
-    profile = get_profile(args.profile, args.device)
-    written = run_demo(Path(args.out), profile, seed=args.seed, map_hw=args.map_size)
+    profile = _sized(get_profile(args.profile, args.device), args.map_size)
+    check_memory(subject_memory, profile, f"the demo at {_size(profile)}")
+    with output_folder(args.out) as out:
+        written = run_demo(out, profile, seed=args.seed)
     print(f"profile {profile.name} on {profile.device}: wrote {len(written)} files under {args.out}/")
     for path in written:
         print(f"  {path}")
@@ -33,48 +54,70 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_head(args) -> int:
-    import torch
-
+    from avatarme_edu.atomic import output_folder
     from avatarme_edu.geometry.head import EXPRESSIONS, load_eduhead
     from avatarme_edu.geometry.mesh import write_obj
+    from avatarme_edu.lightstage.subjects import identity_of
 
     if args.expression not in EXPRESSIONS:
         raise ValueError(f"unknown expression {args.expression!r}; choose one of {', '.join(EXPRESSIONS)}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise IsADirectoryError(21, "is a folder; give the path of the .obj file to write", str(out))
     profile = get_profile(args.profile, args.device)
-    head = load_eduhead(profile.device)
-    coeffs = head.sample_identity(torch.Generator().manual_seed(args.seed))
-    mesh = head.mesh(coeffs, expression=args.expression)
-    path = write_obj(args.out, mesh)
-    print(f"wrote {path} ({mesh.n_vertices} vertices, {mesh.n_faces} faces, expression {args.expression})")
+    with output_folder(out.parent):
+        head = load_eduhead(profile.device)
+        mesh = head.mesh(identity_of(args.seed, head), expression=args.expression)
+        path = write_obj(out, mesh)
+    print(f"wrote {path} (identity {args.seed}: {mesh.n_vertices} vertices, {mesh.n_faces} faces, "
+          f"expression {args.expression})")
     return 0
 
 
 def _cmd_dataset(args) -> int:
     from avatarme_edu.geometry.head import EXPRESSIONS
-    from avatarme_edu.lightstage.dataset import make_dataset
+    from avatarme_edu.lightstage.dataset import make_dataset, verify_dataset
 
+    if args.verify:
+        problems = verify_dataset(args.verify)
+        for line in problems:
+            print(line)
+        print(f"{args.verify}: {'OK, every file matches its checksum' if not problems else f'{len(problems)} problem(s)'}")
+        return 1 if problems else 0
+    if args.n_subjects is None:
+        raise ValueError("give the number of identities (avatarme-edu dataset N --out DIR), or --verify DIR")
     if args.n_subjects < 1:
         raise ValueError(f"n_subjects must be at least 1, got {args.n_subjects}")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers must be 0 or more, got {args.workers}")
+    check_seed(args.seed + args.n_subjects - 1, "seed + n_subjects - 1")
     expressions = EXPRESSIONS if args.expressions == "all" else tuple(args.expressions.split(","))
     unknown = [e for e in expressions if e not in EXPRESSIONS]
     if unknown:
         raise ValueError(f"unknown expression(s) {', '.join(unknown)}; choose from {', '.join(EXPRESSIONS)} or 'all'")
-    profile = get_profile(args.profile, args.device)
+    profile = _sized(get_profile(args.profile, args.device), args.map_size)
     manifest = make_dataset(args.n_subjects, args.seed, profile, args.out, expressions=expressions,
                             workers=args.workers)
+    import json
+
+    rewritten = json.loads(Path(manifest).read_text()).get("rewritten_this_run", [])
+    if rewritten:
+        print(f"rewrote {len(rewritten)} subject(s) whose files failed their checksums: {rewritten}")
     print(f"dataset of {args.n_subjects} identities ({profile.name} profile) in {args.out}: {manifest}")
     return 0
 
 
 def _cmd_capture(args) -> int:
     from avatarme_edu.geometry.uv_bake import tangent_to_object
-    from avatarme_edu.lightstage.capture import capture_subject, recovery_report, separate
+    from avatarme_edu.lightstage import capture_subject, recovery_report, separate
     from avatarme_edu.lightstage.sphere import make_light_stage
     from avatarme_edu.lightstage.subjects import make_subject
+    from avatarme_edu.memory import capture_memory, check_memory
 
     profile = get_profile(args.profile, args.device)
     if args.map_size:
         profile = profile.replace(map_hw=args.map_size)
+    check_memory(capture_memory, profile, f"the capture at {_size(profile)}")
     subject = make_subject(args.seed, profile)
     stage = make_light_stage(device=profile.device)
     images = capture_subject(subject.shape, subject.reflectance, stage)
@@ -88,8 +131,18 @@ def _cmd_capture(args) -> int:
           f"168-light polarised gradient capture recovered against the ground truth:")
     print(f"{'':28s} {'paper formulas':>15s} {'stage/lobe aware':>17s}")
     for key in paper:
-        print(f"{key:28s} {paper[key]:15.2f} {aware[key]:17.2f}")
+        print(f"{key:28s} {_metric(key, paper[key]):>15s} {_metric(key, aware[key]):>17s}")
     return 0
+
+
+def _metric(key: str, value: float) -> str:
+    """A recovery number as printed. PSNR above 100 dB means equal to float32 rounding: its digits are
+    rounding noise (they change with the thread count), so it prints as ``exact``."""
+    return "exact" if key.endswith("psnr") and value > 100 else f"{value:.2f}"
+
+
+def _size(profile) -> str:
+    return f"{profile.map_hw[0]}x{profile.map_hw[1]} maps ({profile.name} profile, {profile.device})"
 
 
 def _cmd_profile(args) -> int:
@@ -122,8 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dataset", help="write a virtual light-stage dataset (subjects, wild textures, split)")
     _add_common(p)
-    p.add_argument("n_subjects", type=int, help="number of identities (identities seed .. seed + n - 1)")
-    p.add_argument("--out", default="outputs/lightstage", help="output folder; re-running resumes")
+    p.add_argument("n_subjects", type=int, nargs="?", help="number of identities (identities seed .. seed + n - 1)")
+    p.add_argument("--out", default="outputs/lightstage", help="output folder; re-running resumes (and "
+                   "re-verifies every kept file, rewriting those that fail)")
+    p.add_argument("--verify", metavar="DIR", default=None,
+                   help="check every file of the dataset in DIR against its checksum, list what is wrong")
+    p.add_argument("--map-size", type=_hw, default=None, metavar="HxW", help="override the map size, e.g. 192x288")
     p.add_argument("--expressions", default="neutral", help="comma-separated expressions, or 'all' (the seven)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: automatic)")
     p.set_defaults(func=_cmd_dataset)
@@ -150,14 +207,21 @@ def _hw(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit status: 0 done, 1 a check found problems, 2 refused or failed (one line
+    on stderr, no traceback), 130 interrupted (Ctrl-C)."""
     args = build_parser().parse_args(argv)
+    where = f"avatarme-edu {args.command}"
     try:
         return args.func(args)
-    except ValueError as err:  # bad input or parameters: one clear line, no traceback
-        print(f"avatarme-edu {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted; finished files are kept, nothing half-written is left", file=sys.stderr)
+        return 130
+    except (ValueError, MemoryError) as err:  # bad input, or work that cannot fit: one clear line
+        print(f"{where}: error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # e.g. an output folder that is a file, or a full disk
-        print(f"avatarme-edu {args.command}: error: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
+    except OSError as err:  # an output folder that is a file, a read-only folder, a full disk
+        name = f": {err.filename}" if err.filename else ""
+        print(f"{where}: error: {err.strerror or err}{name}", file=sys.stderr)
         return 2
 
 

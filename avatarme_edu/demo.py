@@ -15,30 +15,30 @@ skin) and writes, under ``out/``:
 * ``export/``: OBJ + MTL + PNG maps, a binary glTF ``avatar.glb`` and a standalone ``avatar.html``
   viewer (open it in any browser; it needs no network).
 
-Every file is written to a temporary name and renamed, so an interrupted run leaves nothing half-written.
+Every file is written beside and renamed (:mod:`avatarme_edu.atomic`), so an interrupted run leaves nothing
+half-written, and only the files listed above are (re)written: a user's own files under ``out/`` stay.
+The renders follow the map size (``--map-size``): their side is the map's height, at most 384 pixels.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from avatarme_edu.atomic import atomic_path
 from avatarme_edu.profiles import Profile
 
 
 def _save_figure(fig, path: Path) -> Path:
-    tmp = path.with_name(path.stem + ".part.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     return path
 
 
 def _save_shape_maps(shape, maps_dir: Path, metadata: dict) -> list[Path]:
-    from avatarme_edu.maps_io import save_map
+    from avatarme_edu.maps_io import save_map, save_tensors
 
     position = shape.position
     lo, hi = position.amin(dim=(1, 2), keepdim=True), position.amax(dim=(1, 2), keepdim=True)
@@ -53,10 +53,12 @@ def _save_shape_maps(shape, maps_dir: Path, metadata: dict) -> list[Path]:
     tensors = {name: getattr(shape, name).float().cpu().contiguous() for name in
                ("position", "normals_object", "tangent", "bitangent", "base_normal", "normals_tangent", "depth")}
     tensors["mask"] = shape.mask.to(torch.uint8).cpu().contiguous()
-    tmp = maps_dir / "shape_maps.part.safetensors"
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, maps_dir / "shape_maps.safetensors")
-    return written + [maps_dir / "shape_maps.safetensors"]
+    return written + [save_tensors(maps_dir / "shape_maps.safetensors", tensors, metadata)]
+
+
+def render_side(map_hw: tuple[int, int]) -> int:
+    """Side of the demo's square renders: the map's height, between 64 and 384 pixels."""
+    return max(64, min(384, int(map_hw[0])))
 
 
 def run_demo(out: Path, profile: Profile, seed: int = 0, map_hw: tuple[int, int] | None = None,
@@ -68,13 +70,13 @@ def run_demo(out: Path, profile: Profile, seed: int = 0, map_hw: tuple[int, int]
     from matplotlib.figure import Figure
 
     from avatarme_edu.geometry.mesh import write_obj
-    from avatarme_edu.geometry.plot import plot_head
+    from avatarme_edu.figures.meshes import plot_head
     from avatarme_edu.lightstage.subjects import make_subject
     from avatarme_edu.lightstage.wild import wild_texture
     from avatarme_edu.maps_io import save_map
     from avatarme_edu.reflectance import MAP_KINDS, MAP_NAMES
     from avatarme_edu.render.export import export_glb, export_obj
-    from avatarme_edu.render.figures import draw_window_grid, show_maps, to_display
+    from avatarme_edu.figures.maps import draw_window_grid, show_maps, to_display
     from avatarme_edu.render.html_viewer import write_html_viewer
     from avatarme_edu.render.lights import studio
     from avatarme_edu.render.views import relight_strip, save_views, turntable
@@ -134,8 +136,9 @@ def run_demo(out: Path, profile: Profile, seed: int = 0, map_hw: tuple[int, int]
     written.append(_save_figure(fig, out / "window_grid.png"))
     step("tiling")
 
-    written += save_views(out / "renders" / "turntable", turntable(mesh, shape, maps, studio(), hw=(384, 384)))
-    written += save_views(out / "renders" / "relight", relight_strip(mesh, shape, maps, hw=(320, 320)))
+    side = render_side(hw)
+    written += save_views(out / "renders" / "turntable", turntable(mesh, shape, maps, studio(), hw=(side, side)))
+    written += save_views(out / "renders" / "relight", relight_strip(mesh, shape, maps, hw=(side, side)))
     step("renders")
 
     exported = export_obj(out / "export", mesh, maps, name="avatar", shape=shape)

@@ -14,9 +14,17 @@ mask       (H, W) bool                 8-bit single-channel PNG, 0 or 255
 
 Pillow cannot write 16-bit RGB PNGs, so maps are encoded and decoded with OpenCV
 (``opencv-python-headless``), which handles 8/16-bit and 1/3 channels alike. OpenCV orders colour
-channels B, G, R; the flips below keep files standard RGB. Files are written atomically: the PNG
-is encoded in memory, written to a temporary file next to the target and renamed over it, so a
-crash or a bad map never leaves a half-written file.
+channels B, G, R; the flips below keep files standard RGB. Files are written atomically
+(:mod:`avatarme_edu.atomic`), so a crash or a bad map never leaves a half-written file.
+
+Map readers refuse images above :data:`MAX_MAP_PIXELS` from the file's header, before decoding
+anything (a 1 MB PNG can claim 20000x20000 pixels and ask for gigabytes), and every problem with a
+map file is one :class:`MapFileError` line naming the file.
+
+Tensors (exact maps, datasets) are stored as safetensors through :func:`save_tensors` /
+:func:`load_tensors`: the header is written with sorted keys, so the same tensors give the same bytes
+in every process (safetensors itself orders metadata by a per-process hash), and loading names the
+file on any problem and refuses NaN or infinite values.
 
 User photos (:func:`load_photo`) are read with Pillow instead, which knows JPEG EXIF orientation
 and many formats; every problem with a photo raises :class:`PhotoError` naming the file.
@@ -24,14 +32,16 @@ and many formats; every problem with a photo raises :class:`PhotoError` naming t
 
 from __future__ import annotations
 
+import errno
+import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from avatarme_edu.atomic import atomic_path, write_bytes
 from avatarme_edu.color import linear_to_srgb, srgb_to_linear
 
 MAP_KINDS = ("color", "normal", "gray", "mask")
@@ -52,22 +62,6 @@ def _check_kind(kind: str) -> None:
 def _check_png(path: Path) -> None:
     if path.suffix.lower() != ".png":
         raise ValueError(f"maps are stored as PNG; the file name must end in .png, got {str(path)!r}")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows within one file system
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _as_chw(m: torch.Tensor, kind: str) -> torch.Tensor:
@@ -119,37 +113,86 @@ def save_map(path: str | os.PathLike, map: torch.Tensor, kind: str) -> Path:
     ok, buf = _cv2().imencode(".png", arr)
     if not ok:
         raise ValueError(f"could not encode the {kind} map for {str(path)!r}")
-    _atomic_write(path, buf.tobytes())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, buf.tobytes())
     return path
 
 
-def load_map(path: str | os.PathLike, kind: str) -> torch.Tensor:
+class MapFileError(ValueError):
+    """A map or tensor file cannot be used; the message names the file and the problem."""
+
+
+MAX_MAP_PIXELS = 40_000_000  # above the paper's 6144x4096 = 25 Mpx maps; ~1 GB as float32 RGB
+MAX_MAP_SIDE = 32_768  # over 5x the paper's widest map; wider "maps" are broken files
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header, without decoding the pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":  # the maps' format: read the header here
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                return img.size
+        except Image.DecompressionBombError as e:
+            pixels = e.args[0].split("(")[1].split(" ")[0] if "(" in e.args[0] else "too many"
+            raise MapFileError(f"{str(path)!r} claims {pixels} pixels ({path.stat().st_size} bytes on disk), "
+                               f"far above the limit for a map") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise MapFileError(f"{str(path)!r} is not a readable image file ({type(e).__name__})") from None
+
+
+def _read_image(path: Path, max_pixels: int) -> np.ndarray:
+    """Decode an image file with OpenCV after checking its size; any failure is one MapFileError."""
+    if not path.is_file():
+        raise FileNotFoundError(f"map file not found: {str(path)!r}")
+    size = path.stat().st_size
+    if size == 0:
+        raise MapFileError(f"{str(path)!r} is empty (0 bytes); was the copy interrupted?")
+    w, h = image_size(path)
+    if w * h > max_pixels or max(w, h) > MAX_MAP_SIDE:
+        raise MapFileError(f"{str(path)!r} is {w}x{h} = {w * h / 1e6:.1f} megapixels ({size} bytes on disk), "
+                           f"above the limit of {max_pixels / 1e6:.0f} megapixels or {MAX_MAP_SIDE} pixels a side "
+                           "for a map")
+    cv2 = _cv2()
+    try:
+        arr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        raise MapFileError(f"{str(path)!r} cannot be decoded ({str(e).strip().splitlines()[-1]})") from None
+    if arr is None:
+        raise MapFileError(f"{str(path)!r} is not a readable image file (corrupt or truncated?)")
+    return arr
+
+
+def load_map(path: str | os.PathLike, kind: str, max_pixels: int = MAX_MAP_PIXELS) -> torch.Tensor:
     """Read a map written by :func:`save_map`; the inverse of it.
 
     Returns ``(3, H, W)`` float32 linear RGB for ``color``, ``(3, H, W)`` float32 unit vectors for
     ``normal`` (renormalised after quantisation; a stored zero vector stays zero), ``(1, H, W)``
     float32 for ``gray`` and ``(H, W)`` bool for ``mask`` (the project's mask convention).
-    8-bit and 16-bit files are both accepted for every kind.
+    8-bit and 16-bit files are both accepted for every kind. Files above ``max_pixels`` are refused
+    before decoding; every problem raises :class:`MapFileError` (or ``FileNotFoundError``) naming the file.
     """
     _check_kind(kind)
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"map file not found: {str(path)!r}")
-    cv2 = _cv2()
-    arr = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise ValueError(f"{str(path)!r} is not a readable image file")
+    arr = _read_image(path, max_pixels)
     if arr.dtype == np.uint8:
         scale = 255.0
     elif arr.dtype == np.uint16:
         scale = 65535.0
     else:
-        raise ValueError(f"{str(path)!r} has unsupported pixel type {arr.dtype}; expected 8 or 16 bit")
+        raise MapFileError(f"{str(path)!r} has unsupported pixel type {arr.dtype}; expected 8 or 16 bit")
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     if channels == 4:
         arr, channels = arr[..., :3], 3  # an alpha channel carries nothing for a map
     if channels != _CHANNELS[kind]:
-        raise ValueError(f"{str(path)!r} has {channels} channel(s) but a {kind} map needs {_CHANNELS[kind]}")
+        raise MapFileError(f"{str(path)!r} has {channels} channel(s) but a {kind} map needs {_CHANNELS[kind]}")
     if channels == 3:
         arr = arr[..., ::-1]  # BGR -> RGB
     else:
@@ -162,6 +205,64 @@ def load_map(path: str | os.PathLike, kind: str) -> torch.Tensor:
     if kind == "gray":
         return m
     return m[0] >= 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# Tensors: safetensors with a fixed header order, loaded with checks
+# --------------------------------------------------------------------------------------------
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> Path:
+    """Write ``tensors`` as safetensors, atomically, with a header in sorted-key order.
+
+    safetensors writes its JSON header from a hash map whose order changes from process to process;
+    rewriting it sorted (same length, so no tensor moves) makes identical tensors give identical
+    bytes. ``metadata``: string values only. Returns the path.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = None if metadata is None else {str(k): str(v) for k, v in metadata.items()}
+    with atomic_path(path) as tmp:
+        try:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+        except SafetensorError as e:  # the Rust writer reports a full disk as its own error type
+            code = errno.ENOSPC if "os error 28" in str(e) or "No space" in str(e) else errno.EIO
+            raise OSError(code, os.strerror(code), str(path)) from None
+        with open(tmp, "r+b") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+            text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            if len(text) > n:  # cannot happen: the same content, reordered
+                raise RuntimeError(f"safetensors header of {str(path)!r} grew when sorted")
+            f.seek(8)
+            f.write(text + b" " * (n - len(text)))
+    return path
+
+
+def load_tensors(path: str | os.PathLike, check_finite: bool = True) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, on the CPU; any problem is one :class:`MapFileError`.
+
+    ``check_finite``: refuse floating-point tensors holding NaN or infinite values (a corrupted file
+    must stop training, not feed it NaN).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tensor file not found: {str(path)!r}")
+    try:
+        out = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise MapFileError(f"{str(path)!r} is not a readable safetensors file, corrupt or truncated? "
+                           f"({str(e).splitlines()[0][:120]})") from None
+    if check_finite:
+        for k, v in out.items():
+            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                bad = int((~torch.isfinite(v)).sum())
+                raise MapFileError(f"{str(path)!r}: tensor {k!r} holds {bad} NaN or infinite values; the file is corrupt")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,6 +325,7 @@ def load_photo(path: str | os.PathLike, max_side: int = 1024, max_pixels: int = 
         raise PhotoError(f"cannot open photo {name!r}: {e}") from None
 
     with img:
+        deep_colour = img.format == "PNG" and _png_bit_depth(path) == 16 and img.mode in ("RGB", "RGBA")
         w, h = img.size
         if w * h > max_pixels and img.format == "JPEG":
             # JPEG can decode at 1/2, 1/4 or 1/8 scale directly; ask for the smallest scale
@@ -242,6 +344,9 @@ def load_photo(path: str | os.PathLike, max_side: int = 1024, max_pixels: int = 
         if min(w, h) < min_side:
             raise PhotoError(f"photo {name!r} is only {w}x{h} pixels; it needs at least {min_side} px "
                              "on the shorter side to show a face")
+        if deep_colour:  # Pillow reads 16-bit colour PNGs at 8 bits: say so
+            warnings.warn(f"photo {name!r} is a 16-bit colour PNG; it was read at 8 bits per channel "
+                          "(enough for a photo to fit)", PhotoWarning, stacklevel=2)
         rgb = _to_rgb(img, name)
         if max(w, h) > max_side:
             scale = max_side / max(w, h)
@@ -249,6 +354,13 @@ def load_photo(path: str | os.PathLike, max_side: int = 1024, max_pixels: int = 
             rgb = rgb.resize(size, Image.Resampling.LANCZOS)
         arr = np.asarray(rgb, dtype=np.float32) / 255.0
     return srgb_to_linear(torch.from_numpy(arr).permute(2, 0, 1).contiguous())
+
+
+def _png_bit_depth(path: Path) -> int:
+    """Bits per channel from a PNG's IHDR chunk (byte 24)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[24] if len(head) >= 26 and head[12:16] == b"IHDR" else 8
 
 
 def _to_rgb(img, name: str):
@@ -260,7 +372,9 @@ def _to_rgb(img, name: str):
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit / 32-bit grey: Pillow's convert("L") would clip instead of scale
         a = np.asarray(img, dtype=np.float64)
-        peak = 1.0 if img.mode == "F" else (255.0 if a.max() <= 255 else 65535.0)
+        # the mode, not the values, says the scale: a dark 16-bit photo may hold only values < 256
+        peak = 1.0 if img.mode == "F" else 65535.0 if img.mode.startswith("I;16") or img.format == "PNG" else \
+            (255.0 if a.max() <= 255 else 65535.0)
         a = np.clip(a / peak, 0, 1)
         img = Image.fromarray((a * 255 + 0.5).astype(np.uint8))  # 2-D uint8 -> mode "L"
     has_alpha = img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or \

@@ -7,6 +7,10 @@ texels outside it (background, holes in the UV layout) never count (docs/design.
 
 Inputs are ``(C, H, W)`` or ``(N, C, H, W)``; the mask is shared by all images of a batch.
 Sums are taken in float64 so that the numbers do not depend on the map size.
+
+SSIM is written here, not taken from kornia, because it must skip invalid texels (a normalised
+convolution); its Gaussian window is kornia's, and where a whole window is valid it equals
+``kornia.metrics.ssim`` (tested).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from kornia.filters import gaussian_blur2d
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -51,20 +56,6 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
     return 10.0 * math.log10(data_range ** 2 / mse)
 
 
-def gaussian_kernel1d(size: int = 11, sigma: float = 1.5, device=None, dtype=torch.float64) -> torch.Tensor:
-    """``(size,)`` normalised Gaussian, the SSIM window of Wang et al. (2004) is 11 taps, sigma 1.5."""
-    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
-    g = torch.exp(-0.5 * (x / sigma) ** 2)
-    return g / g.sum()
-
-
-def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, 1, H, W)`` with zero padding (same size out)."""
-    r = g.numel() // 2
-    x = F.conv2d(x, g.view(1, 1, -1, 1), padding=(r, 0))
-    return F.conv2d(x, g.view(1, 1, 1, -1), padding=(0, r))
-
-
 def ssim_map(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
              data_range: float = 1.0, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Per-texel SSIM ``(N, C, H, W)`` float64 (``(C, H, W)`` for unbatched input).
@@ -83,12 +74,14 @@ def ssim_map(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
     x = pred.double().reshape(n * c, 1, h, w)
     y = target.double().reshape(n * c, 1, h, w)
     m = mask.double().view(1, 1, h, w)
-    g = gaussian_kernel1d(window, sigma, device=pred.device)
 
-    norm = _blur(m, g).clamp_min(1e-12)
+    def blur(v):  # the Gaussian window, zeros beyond the map (kornia's convolution)
+        return gaussian_blur2d(v, (window, window), (sigma, sigma), border_type="constant")
+
+    norm = blur(m).clamp_min(1e-12)
 
     def local_mean(v):
-        return _blur(v * m, g) / norm
+        return blur(v * m) / norm
 
     mu_x, mu_y = local_mean(x), local_mean(y)
     var_x = (local_mean(x * x) - mu_x ** 2).clamp_min(0)

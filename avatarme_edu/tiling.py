@@ -24,6 +24,8 @@ from typing import Callable
 
 import torch
 
+from avatarme_edu.imaging import check_hw
+
 
 # --------------------------------------------------------------------------------------------
 # Where the windows go
@@ -64,11 +66,10 @@ def window_grid(hw: tuple[int, int], window: int, stride: int) -> list[tuple[int
     >>> window_grid((384, 576), 384, 256)             # the cpu profile
     [(0, 0), (0, 192)]
     """
-    if len(hw) != 2 or any(not _is_int(s) or s <= 0 for s in hw):
-        raise ValueError(f"hw must be (H, W) with positive integers, got {hw!r}")
+    h, w = check_hw(hw)
     window, stride = _check_window_stride(window, stride)
-    rows = _starts(int(hw[0]), window, stride)
-    cols = _starts(int(hw[1]), window, stride)
+    rows = _starts(h, window, stride)
+    cols = _starts(w, window, stride)
     return [(top, left) for top in rows for left in cols]
 
 

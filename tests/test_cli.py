@@ -32,6 +32,7 @@ def test_demo_writes_a_consistent_subject(tmp_path, capsys):
         img = np.asarray(Image.open(out / name).convert("RGB"), dtype=np.float32) / 255
         assert min(img.shape[:2]) >= 64 and float(img.std()) > 0.05, name  # a picture, not a blank canvas
     render = np.asarray(Image.open(out / "renders" / "turntable_front.png").convert("RGB"), dtype=np.float32) / 255
+    assert render.shape[:2] == (96, 96)  # renders follow --map-size
     head_pixels = float((np.abs(render - render[0, 0]).sum(-1) > 0.05).mean())  # differ from the corner
     assert 0.1 < head_pixels < 0.95, head_pixels  # the head fills part of the frame
     exported = read_obj(out / "export" / "avatar.obj")
@@ -115,4 +116,121 @@ def test_output_folder_that_is_a_file_is_a_clear_error(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert main(["demo", "--device", "cpu", "--map-size", "48x72", "--out", str(blocker)]) == 2
-    assert "File exists" in capsys.readouterr().err
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**63), str(2**64)])
+def test_out_of_range_seeds_are_refused(seed, capsys):
+    # Found: -1 gave the head of 2**63 - 1; 2**64 failed with "Overflow when unpacking long long".
+    with pytest.raises(SystemExit):
+        main(["head", "--seed", seed, "--device", "cpu"])
+    assert "seed must be an integer in [0, 9223372036854775807]" in capsys.readouterr().err
+
+
+def test_head_seed_n_is_subject_n(tmp_path):
+    # Found: `head --seed N` was 1.9 cm away from the dataset's subject N.
+    from avatarme_edu.lightstage.subjects import make_subject
+    from avatarme_edu.profiles import get_profile
+
+    assert main(["head", "--seed", "3", "--device", "cpu", "--out", str(tmp_path / "h.obj")]) == 0
+    subject = make_subject(3, get_profile("cpu", "cpu").replace(map_hw=(48, 72), texture_hw=(12, 18)))
+    assert (read_obj(tmp_path / "h.obj").vertices - subject.mesh.vertices).abs().max() < 1e-5
+
+
+def test_head_onto_a_folder_leaves_nothing(tmp_path, capsys):
+    # Found: `head --out` onto an existing directory left a 5 MB .part.
+    (tmp_path / "d").mkdir()
+    assert main(["head", "--device", "cpu", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and len(err.strip().splitlines()) == 1
+    assert [p.name for p in tmp_path.rglob("*")] == ["d"]
+
+
+def test_impossible_work_is_refused_at_once(tmp_path, capsys, monkeypatch):
+    # Found: these ran for minutes and died in the allocator or with MemoryError tracebacks.
+    import time
+
+    monkeypatch.setenv("AVATARME_DEVICE", "cpu")
+    t = time.perf_counter()
+    assert main(["capture", "--map-size", "20000x30000"]) == 2
+    assert "GiB" in capsys.readouterr().err
+    assert main(["dataset", "1000000000", "--profile", "cpu", "--out", str(tmp_path / "big")]) == 2
+    err = capsys.readouterr().err
+    assert "on disk" in err and "Traceback" not in err and not (tmp_path / "big").exists()
+    assert time.perf_counter() - t < 10
+
+
+def test_demo_rerun_keeps_the_users_files(tmp_path):
+    # Found: re-running demo replaced DIR/export/ whole, deleting a user's own file there.
+    out = tmp_path / "out"
+    args = ["demo", "--device", "cpu", "--map-size", "48x72", "--out", str(out)]
+    assert main(args) == 0
+    (out / "export" / "my_notes.txt").write_text("mine")
+    assert main(args) == 0
+    assert (out / "export" / "my_notes.txt").read_text() == "mine"
+    assert not list(out.rglob(".tmp-*")) and not list(out.rglob("*.part*"))
+
+
+def test_dataset_verify_lists_what_is_wrong(tmp_path, capsys):
+    out = tmp_path / "ls"
+    assert main(["dataset", "2", "--device", "cpu", "--map-size", "48x72", "--out", str(out), "--workers", "0"]) == 0
+    assert main(["dataset", "--verify", str(out)]) == 0
+    f = out / "subject_0001" / "neutral.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-100] ^= 0xFF
+    f.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["dataset", "--verify", str(out)]) == 1
+    assert "subject_0001/neutral.safetensors" in capsys.readouterr().out
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "ls"
+    proc = subprocess.Popen([sys.executable, "-m", "avatarme_edu.cli", "dataset", "3", "--device", "cpu",
+                             "--map-size", "96x144", "--workers", "0", "--out", str(out)],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(out.glob(".tmp-subject_*")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not list(out.glob(".tmp-*"))
+
+
+def test_capture_prints_the_same_with_any_thread_count(capsys):
+    # Found: the last digits of `capture` changed with the thread count (146.26 vs 146.27 dB at
+    # 384x576: an exact recovery's PSNR is float rounding noise). It now prints "exact".
+    threads = torch.get_num_threads()
+    outs = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            assert main(["capture", "--device", "cpu", "--map-size", "48x72"]) == 0
+            outs.append(capsys.readouterr().out)
+    finally:
+        torch.set_num_threads(threads)
+    assert outs[0] == outs[1]
+    line = next(x for x in outs[0].splitlines() if x.startswith("diffuse_albedo_psnr")).split()
+    assert line[2] == "exact" and 20 < float(line[1]) < 60
+
+
+def test_interrupted_demo_leaves_no_partial_files(tmp_path):
+    # Found: an interrupted demo left uv_maps.part.png and printed a traceback.
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "avatarme_edu.cli", "demo", "--device", "cpu",
+                             "--map-size", "48x72", "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "shape_maps").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "avatarme-edu demo: interrupted" in err and "Traceback" not in err
+    assert not list(out.rglob(".tmp-*")) and not list(out.rglob("*.part*"))

@@ -21,7 +21,9 @@ def _count(name: str) -> int:
     return sum(len(t.examples) for t in doctest.DocTestFinder().find(importlib.import_module(name)))
 
 
-EXAMPLES = {m.name: _count(m.name) for m in pkgutil.walk_packages(avatarme_edu.__path__, "avatarme_edu.")}
+# every module but the ``__main__`` ones, which run their command when imported
+EXAMPLES = {m.name: _count(m.name) for m in pkgutil.walk_packages(avatarme_edu.__path__, "avatarme_edu.")
+            if not m.name.endswith(".__main__")}
 WITH_EXAMPLES = sorted(name for name, n in EXAMPLES.items() if n)
 
 

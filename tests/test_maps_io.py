@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -168,3 +170,99 @@ def test_photo_pixel_limit_refuses_or_decodes_jpeg_small(tmp_path):
     # a JPEG above the limit is decoded at 1/2 scale (320x240) and then resized to max_side
     x = load_photo(_photo(tmp_path / "p.jpg", w=640, h=480), max_side=200, max_pixels=100_000)
     assert x.shape == (3, 150, 200)
+
+
+def _png_header_only(path, width, height, bit_depth=8, colour_type=2):
+    """A PNG whose header claims ``width x height`` pixels, with a tiny (invalid) body."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("w, h", [(20000, 20000), (100_000, 10)])
+def test_huge_maps_are_refused_before_decoding(tmp_path, w, h):
+    # Found: a 1 MB PNG of 20000x20000 asked for more than 8 GB; 100k wide gave a raw cv2.error.
+    from avatarme_edu.maps_io import MapFileError
+
+    f = _png_header_only(tmp_path / "huge.png", w, h)
+    with pytest.raises(MapFileError, match=rf"huge.png.*{w}x{h}.*megapixels.*bytes on disk"):
+        load_map(f, "color")
+
+
+@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n garbage", b"not an image at all"])
+def test_bad_map_files_are_one_line_naming_the_file(tmp_path, content):
+    from avatarme_edu.maps_io import MapFileError
+
+    f = tmp_path / "bad.png"
+    f.write_bytes(content)
+    with pytest.raises(MapFileError, match="bad.png") as err:
+        load_map(f, "color")
+    assert "\n" not in str(err.value)
+
+
+def test_save_tensors_gives_the_same_bytes_every_time(tmp_path):
+    # Found: the safetensors header listed its metadata in a different order in each process.
+    from avatarme_edu.maps_io import load_tensors, save_tensors
+
+    tensors = {f"t{i}": torch.full((2, 3), float(i)) for i in range(12)}
+    meta = {f"key{i}": str(i) for i in range(12)}
+    files = [save_tensors(tmp_path / f"{k}.safetensors", tensors, meta).read_bytes() for k in range(4)]
+    code = ("import torch, sys; from avatarme_edu.maps_io import save_tensors; "
+            "save_tensors(sys.argv[1], {f't{i}': torch.full((2, 3), float(i)) for i in range(12)}, "
+            "{f'key{i}': str(i) for i in range(12)})")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "other.safetensors")], check=True)
+    files.append((tmp_path / "other.safetensors").read_bytes())
+    assert all(f == files[0] for f in files)
+    assert torch.equal(load_tensors(tmp_path / "0.safetensors")["t5"], tensors["t5"])
+
+
+def test_dark_16_bit_grey_photo_keeps_its_brightness(tmp_path):
+    # Found: a 16-bit grey photo with every value below 256 was taken as 8-bit: ~2400x too bright.
+    import cv2
+    import numpy as np
+
+    from avatarme_edu.maps_io import PhotoWarning, load_photo
+
+    f = tmp_path / "dark.png"
+    cv2.imwrite(str(f), np.full((80, 80), 200, np.uint16))
+    with pytest.warns(PhotoWarning, match="greyscale"):
+        img = load_photo(f)
+    srgb = 200 / 65535
+    assert img.max() < 0.01 and abs(float(img.mean()) - srgb / 12.92) < 1e-3
+
+
+def test_16_bit_colour_photo_says_it_was_cut_to_8_bits(tmp_path):
+    import cv2
+    import numpy as np
+
+    from avatarme_edu.maps_io import PhotoWarning, load_photo
+
+    f = tmp_path / "deep.png"
+    cv2.imwrite(str(f), np.full((80, 80, 3), 40000, np.uint16))
+    with pytest.warns(PhotoWarning, match="16-bit colour"):
+        load_photo(f)
+
+
+def test_a_huge_jpeg_map_is_refused_from_its_header(tmp_path):
+    # Found: load_map on a 12000x9000 JPEG peaked at 7.1 GB. Here a small JPEG whose frame header
+    # (SOF0) claims 12000x9000: refused without decoding.
+    import cv2
+    import numpy as np
+
+    from avatarme_edu.maps_io import MapFileError
+
+    ok, buf = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (9000).to_bytes(2, "big") + (12000).to_bytes(2, "big")
+    f = tmp_path / "huge.jpg"
+    f.write_bytes(bytes(data))
+    with pytest.raises(MapFileError, match="huge.jpg' is 12000x9000 = 108.0 megapixels"):
+        load_map(f, "color")

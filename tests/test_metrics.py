@@ -143,3 +143,15 @@ def test_angular_error_statistics_and_mask():
     assert batch.shape == (2, 2, 2) and batch[1].abs().max() < 1e-5
     with pytest.raises(ValueError, match="3 channels"):
         angular_error(torch.ones(2, 2, 2), torch.ones(2, 2, 2))
+
+
+def test_masked_ssim_equals_kornias_standard_ssim_where_the_whole_window_is_valid():
+    # our SSIM is a normalised convolution so it can skip invalid texels; away from borders and holes it
+    # must be exactly the standard SSIM of a kept library (kornia, 11-tap Gaussian window, sigma 1.5)
+    from kornia.metrics import ssim as kornia_ssim
+
+    a, b = _rand(1, 2, 40, 50, seed=3), _rand(1, 2, 40, 50, seed=4) * 0.5 + _rand(1, 2, 40, 50, seed=3) * 0.5
+    ours = ssim_map(a, b)[..., 5:-5, 5:-5]
+    theirs = kornia_ssim(a.double(), b.double(), 11, padding="valid")
+    assert ours.shape == theirs.shape
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-6)

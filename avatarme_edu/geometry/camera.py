@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from avatarme_edu.imaging import check_hw
+
 
 @dataclass
 class Camera:
@@ -137,17 +139,6 @@ class Camera:
         _check_points(points)
         eye = self.position.to(device=points.device, dtype=points.dtype)
         return torch.nn.functional.normalize(eye - points, dim=-1)
-
-
-def check_hw(hw) -> tuple[int, int]:
-    """``hw`` as a validated ``(H, W)`` pair of positive ints (image or map size)."""
-    try:
-        h, w = (int(x) for x in hw)
-    except (TypeError, ValueError):
-        raise ValueError(f"hw must be a pair (H, W) of positive integers, got {hw!r}") from None
-    if h <= 0 or w <= 0 or (h, w) != tuple(hw):
-        raise ValueError(f"hw must be a pair (H, W) of positive integers, got {hw!r}")
-    return (h, w)
 
 
 def _check_points(points: torch.Tensor) -> None:

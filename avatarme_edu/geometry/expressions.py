@@ -18,8 +18,8 @@ import torch
 
 from avatarme_edu.geometry import template
 from avatarme_edu.geometry.landmarks import mouth_line_rows
-from avatarme_edu.geometry.regions import smoothstep
 from avatarme_edu.geometry.sculpt import HeadParams, head_layout, params_to_tensors
+from avatarme_edu.imaging import smoothstep
 
 BLENDSHAPE_NAMES = ("smile", "mouth_open", "brow_raise", "brow_lower", "pucker", "cheek_puff", "jaw_left")
 EXPRESSIONS = ("neutral", "smile", "mouth_open", "brow_raise", "frown", "pucker", "cheek_puff")

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from avatarme_edu.geometry import template
 from avatarme_edu.geometry.expressions import (
@@ -53,21 +55,14 @@ from avatarme_edu.geometry.expressions import (
 )
 from avatarme_edu.geometry.landmarks import landmark_indices
 from avatarme_edu.geometry.mesh import Mesh
-from avatarme_edu.geometry.plot import plot_head
 from avatarme_edu.geometry.regions import REGION_NAMES, display_colors, vertex_regions
-from avatarme_edu.geometry.sculpt import (
-    PARAM_NAMES,
-    PARAM_RANGES,
-    HeadParams,
-    canonical_vertices,
-    sample_head_params,
-    sculpt_vertices,
-)
+from avatarme_edu.geometry.sculpt import PARAM_NAMES, PARAM_RANGES, HeadParams, sample_head_params
+from avatarme_edu.geometry.template_fit import canonical_vertices, sculpt_vertices
 from avatarme_edu.resources import data_path
 
 __all__ = [
     "EduHead", "HeadParams", "PARAM_RANGES", "EXPRESSIONS", "EXPRESSION_WEIGHTS", "BLENDSHAPE_NAMES",
-    "REGION_NAMES", "build_eduhead", "load_eduhead", "save_eduhead", "sample_head_params", "plot_head",
+    "REGION_NAMES", "build_eduhead", "load_eduhead", "save_eduhead", "sample_head_params",
     "DATA_PATH", "N_HEADS", "SEED", "VARIANCE_KEPT",
 ]
 
@@ -275,8 +270,6 @@ def save_eduhead(head: EduHead, path: str | Path = DATA_PATH, seed: int = SEED) 
     """Write the parts that need the population (mean, basis, variances, population, canonical head)
     as safetensors; components in float16 (error ~microns), the rest float32. Faces, UVs,
     landmarks, regions and blendshapes are re-derived on load from the code in a fraction of a second."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {
@@ -291,17 +284,13 @@ def save_eduhead(head: EduHead, path: str | Path = DATA_PATH, seed: int = SEED) 
     meta = {"model": "EduHead", "version": MODEL_VERSION, "seed": str(seed),
             "n_heads": str(int(head.population_params.shape[0])),
             "grid": f"{template.GRID_ROWS}x{template.GRID_COLS}", "params": ",".join(PARAM_NAMES)}
-    tmp = path.with_name(path.name + ".part")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.chmod(0o644)  # a data file everyone may read
-    tmp.replace(path)
-    return path
+    from avatarme_edu.maps_io import save_tensors  # atomic, and the same bytes in every process
+
+    return save_tensors(path, tensors, metadata=meta)
 
 
 def read_eduhead(path: str | Path = DATA_PATH, device=None) -> EduHead:
     """Load a model written by :func:`save_eduhead` (safetensors, never pickle)."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no EduHead model at {path}; "

@@ -18,7 +18,7 @@ The iBUG 300-W scheme (Sagonas et al. 2013), in its standard order:
 camera looking at the face (clockwise order round each eye and the mouth, as seen in the image).
 
 Because every EduHead shares one topology, and the template vertices follow the features from head
-to head (see :func:`sculpt.identity_ray_directions`), a landmark is simply a vertex index, chosen
+to head (see :func:`template_fit.identity_ray_directions`), a landmark is simply a vertex index, chosen
 once on the canonical (population-mean) head: the vertex seen from the head centre in the direction
 of the landmark's design point. The left side is the mirror image of the right (column ``c`` ->
 ``GRID_COLS - c``), so the landmarks are exactly symmetric.

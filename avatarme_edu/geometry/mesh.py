@@ -106,10 +106,9 @@ def write_obj(path: str | Path, mesh: Mesh, material: str | None = None, normals
         lines += [f"f {a}/{a}/{a} {b}/{b}/{b} {c}/{c}/{c}" for a, b, c in f]
     else:
         lines += [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in f]
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
-    return path
+    from avatarme_edu.atomic import write_text  # the one atomic writer
+
+    return write_text(path, "\n".join(lines) + "\n")
 
 
 def read_obj(path: str | Path) -> Mesh:

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from avatarme_edu.geometry.camera import check_hw
 from avatarme_edu.geometry.mesh import Mesh
+from avatarme_edu.imaging import check_hw
 
 if TYPE_CHECKING:  # the camera module is only needed for type hints here
     from avatarme_edu.geometry.camera import Camera

@@ -17,12 +17,12 @@ template vertices follow the features). Three kinds of rule are used, all smooth
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from avatarme_edu.geometry import template
 from avatarme_edu.geometry.sculpt import HeadParams, head_layout, head_sdf, params_to_tensors
 from avatarme_edu.geometry.sdf import Points
+from avatarme_edu.imaging import interp, smoothstep
 
 REGION_NAMES = ("face", "forehead", "nose", "cheeks", "lips", "chin", "under_eye", "eyes", "brows",
                 "beard", "t_zone", "ears", "scalp", "neck", "mouth_interior", "eyeballs", "irises")
@@ -35,17 +35,6 @@ _HAIRLINE = [(0, 47), (25, 45), (45, 40), (60, 30), (70, 18), (78, 4), (84, 2), 
 # mouth, up the cheek to the sideburns.
 _BEARD_TOP = [(0.0, -0.048), (0.016, -0.050), (0.028, -0.060), (0.040, -0.050), (0.052, -0.030),
               (0.062, -0.008), (0.075, 0.004)]
-
-
-def smoothstep(edge0, edge1, x: torch.Tensor) -> torch.Tensor:
-    """0 below ``edge0``, 1 above ``edge1``, a smooth S in between (edges may be reversed)."""
-    t = ((x - edge0) / (edge1 - edge0)).clamp(0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def _interp(x: torch.Tensor, table) -> torch.Tensor:
-    xs, ys = zip(*table)
-    return torch.tensor(np.interp(x.detach().cpu().numpy(), xs, ys), dtype=x.dtype, device=x.device)
 
 
 def _blob(v: torch.Tensor, centre, radii) -> torch.Tensor:
@@ -86,7 +75,7 @@ def vertex_regions(canonical: torch.Tensor) -> dict[str, torch.Tensor]:
     r["nose"] = near(part["nose"], 0.0005, 0.004) * front
     r["mouth_interior"] = near(part["slot"], 0.0001, 0.0009) * front
     r["lips"] = torch.maximum(near(part["lips"], 0.0003, 0.0015) * front, r["mouth_interior"])
-    hair = _interp(az, _HAIRLINE)
+    hair = interp(az, *zip(*_HAIRLINE))
     r["scalp"] = smoothstep(hair - 3.0, hair + 3.0, el) * (1.0 - r["ears"])
     neck_side = smoothstep(-0.004, 0.004, part["head_without_neck"] - part["neck"])
     r["neck"] = neck_side * (1.0 - smoothstep(L["y_chin"] - 0.004, L["y_chin"] + 0.01, y)) * (1.0 - r["scalp"])
@@ -96,8 +85,8 @@ def vertex_regions(canonical: torch.Tensor) -> dict[str, torch.Tensor]:
                      * (1.0 - r["scalp"]) * front)
     # eyebrows: a band along the brow landmarks' curve, wider at the inner end
     bx = x.abs()
-    brow_mid = L["y_brow"] + _interp(bx, [(0.012, 0.004), (0.025, 0.008), (0.036, 0.009), (0.048, 0.005), (0.056, 0.0)])
-    half = _interp(bx, [(0.012, 0.0045), (0.030, 0.004), (0.056, 0.0025)])
+    brow_mid = L["y_brow"] + interp(bx, (0.012, 0.025, 0.036, 0.048, 0.056), (0.004, 0.008, 0.009, 0.005, 0.0))
+    half = interp(bx, (0.012, 0.030, 0.056), (0.0045, 0.004, 0.0025))
     inside_x = smoothstep(0.010, 0.014, bx) * (1.0 - smoothstep(0.052, 0.058, bx))
     r["brows"] = (1.0 - smoothstep(half, half + 0.0025, (y - brow_mid).abs())) * inside_x * front * (1.0 - r["eyes"])
     not_features = (1.0 - r["eyes"]) * (1.0 - r["nose"]) * (1.0 - r["lips"])
@@ -105,7 +94,7 @@ def vertex_regions(canonical: torch.Tensor) -> dict[str, torch.Tensor]:
     r["under_eye"] = _blob(v, (L["x_eye"], -0.015), (0.012, 0.005)) * front * (1.0 - r["eyes"]) * (1.0 - r["nose"])
     r["chin"] = (torch.exp(-0.5 * ((x / 0.016) ** 2 + ((y - (L["y_chin"] + 0.014)) / 0.012) ** 2))
                  * front * (1.0 - r["lips"]))
-    top = _interp(bx, _BEARD_TOP) + 0.0 * y
+    top = interp(bx, *zip(*_BEARD_TOP)) + 0.0 * y
     upper_neck = smoothstep(L["y_chin"] - 0.045, L["y_chin"] - 0.025, y)
     r["beard"] = ((1.0 - smoothstep(top - 0.003, top + 0.003, y)) * upper_neck * (1.0 - smoothstep(95.0, 110.0, az))
                   * not_features * (1.0 - r["ears"]) * (1.0 - r["scalp"]))
@@ -116,7 +105,7 @@ def vertex_regions(canonical: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def display_colors(regions: dict[str, torch.Tensor], canonical: torch.Tensor, hair: bool = True) -> torch.Tensor:
     """``(V, 3)`` display colours (sRGB in [0, 1]) for quick looks at a head, e.g. with
-    :func:`~avatarme_edu.geometry.plot.plot_head`: skin, redder lips, dark brows, white eyes with a
+    :func:`~avatarme_edu.figures.meshes.plot_head`: skin, redder lips, dark brows, white eyes with a
     dark iris, a dark mouth opening and (``hair=True``) dark short hair on the scalp.
 
     Not a reflectance map - the virtual light stage makes those.

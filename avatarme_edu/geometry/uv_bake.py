@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from avatarme_edu.geometry.mesh import Mesh, vertex_normals, weld_index
 from avatarme_edu.geometry.raster import Fragments, interpolate, rasterize_uv
+from avatarme_edu.imaging import check_map, unit_vectors
 
 DEFAULT_SMOOTH_ITERATIONS = 4
 SMOOTH_SCALE = 0.02  # metres averaged over by each smoothing step (a nose is ~3 cm wide)
@@ -85,17 +86,17 @@ def bake_shape_maps(mesh: Mesh, hw: tuple[int, int],
     keep = mask[None].to(verts.dtype)
 
     position = interpolate(fragments, verts, faces)
-    normals_object = _unit(interpolate(fragments, vertex_normals(verts, faces), faces)) * keep
+    normals_object = unit_vectors(interpolate(fragments, vertex_normals(verts, faces), faces)) * keep
 
     base = smooth_vertices(verts, faces, int(smooth_iterations), smooth_scale)
-    base_normal = _unit(interpolate(fragments, vertex_normals(base, faces), faces))
+    base_normal = unit_vectors(interpolate(fragments, vertex_normals(base, faces), faces))
     dp_du = interpolate(fragments, vertex_tangents(base, faces, mesh.uvs), faces)
     # Gram-Schmidt: keep the part of dP/du that lies in the tangent plane.
     tangent = dp_du - (dp_du * base_normal).sum(0, keepdim=True) * base_normal
     # Where u does not move the surface (a collapsed UV edge), any tangent keeps the frame valid.
     fallback = torch.linalg.cross(base_normal, _axis_least_aligned(base_normal), dim=0)
     weak = tangent.norm(dim=0, keepdim=True) < 1e-6 * dp_du.norm(dim=0, keepdim=True).amax().clamp_min(1e-30)
-    tangent = _unit(torch.where(weak, fallback, tangent)) * keep
+    tangent = unit_vectors(torch.where(weak, fallback, tangent)) * keep
     base_normal = base_normal * keep
     bitangent = torch.linalg.cross(base_normal, tangent, dim=0)
 
@@ -110,7 +111,7 @@ def object_to_tangent(normals_object: torch.Tensor, maps: ShapeMaps) -> torch.Te
 
     The frame is orthonormal, so this is three dot products; zero outside ``maps.mask``.
     """
-    _check_map(normals_object, maps)
+    check_map("normals_object", normals_object, 3, maps.hw)
     out = torch.stack([(normals_object * maps.tangent).sum(0),
                        (normals_object * maps.bitangent).sum(0),
                        (normals_object * maps.base_normal).sum(0)])
@@ -122,7 +123,7 @@ def tangent_to_object(normals_tangent: torch.Tensor, maps: ShapeMaps) -> torch.T
 
     The inverse of :func:`object_to_tangent` (the frame is orthonormal); zero outside ``maps.mask``.
     """
-    _check_map(normals_tangent, maps)
+    check_map("normals_tangent", normals_tangent, 3, maps.hw)
     out = (normals_tangent[0:1] * maps.tangent + normals_tangent[1:2] * maps.bitangent
            + normals_tangent[2:3] * maps.base_normal)
     return out * maps.mask.to(out.dtype)
@@ -223,11 +224,6 @@ def vertex_tangents(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tens
     return out
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    """Normalise a ``(3, H, W)`` field per texel (zero vectors stay zero)."""
-    return F.normalize(x, dim=0, eps=1e-12)
-
-
 def _axis_least_aligned(n: torch.Tensor) -> torch.Tensor:
     """Per texel, the coordinate axis most perpendicular to ``n`` ``(3, H, W)``."""
     return F.one_hot(n.abs().argmin(0), 3).permute(2, 0, 1).to(n.dtype)
@@ -241,8 +237,3 @@ def _depth(z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     lo, hi = inside.min(), inside.max()
     d = (z - lo) / (hi - lo).clamp_min(1e-12)
     return d.clamp(0, 1) * mask.to(z.dtype)
-
-
-def _check_map(x: torch.Tensor, maps: ShapeMaps) -> None:
-    if x.ndim != 3 or x.shape[0] != 3 or tuple(x.shape[1:]) != maps.hw:
-        raise ValueError(f"expected a (3, H, W) = (3, {maps.hw[0]}, {maps.hw[1]}) map, got {tuple(x.shape)}")

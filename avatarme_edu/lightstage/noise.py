@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+
+from avatarme_edu.imaging import check_hw
 
 # Work per chunk in the spot and cell functions (texels x neighbours, or spots x stamp texels):
 # bounds temporary memory at 6144x4096 to a few hundred MB.
@@ -34,7 +35,9 @@ def as_generator(generator: torch.Generator | int) -> torch.Generator:
     if isinstance(generator, torch.Generator):
         return generator
     if isinstance(generator, int) and not isinstance(generator, bool):
-        return torch.Generator().manual_seed(generator)
+        from avatarme_edu.seeds import check_seed  # the one seed rule
+
+        return torch.Generator().manual_seed(check_seed(generator))
     raise ValueError(f"generator must be a torch.Generator or an int seed, got {type(generator).__name__}")
 
 
@@ -56,12 +59,6 @@ def rand(shape, generator: torch.Generator, device) -> torch.Tensor:
 def randn(shape, generator: torch.Generator, device) -> torch.Tensor:
     """Standard normal float32 table drawn on the generator's device, returned on ``device``."""
     return torch.randn(shape, generator=generator, device=generator.device).to(device)
-
-
-def _check_hw(hw) -> tuple[int, int]:
-    if len(hw) != 2 or int(hw[0]) < 1 or int(hw[1]) < 1:
-        raise ValueError(f"hw must be (H, W) with H, W >= 1, got {hw}")
-    return int(hw[0]), int(hw[1])
 
 
 def _check_period(period) -> tuple[float, float]:
@@ -99,7 +96,7 @@ def smooth_noise(hw, period, generator: torch.Generator, device=None) -> torch.T
     the whole map is two matrix products: ``Wy @ G @ Wx.T`` (``G`` the lattice of random numbers).
     ``period`` is ``(py, px)`` texels between lattice nodes (a float, or a pair for stretched noise).
     """
-    H, W = _check_hw(hw)
+    H, W = check_hw(hw)
     py, px = _check_period(period)
     device = torch.device(device) if device is not None else generator.device
     ny, nx = math.ceil(H / py) + 3, math.ceil(W / px) + 3  # +3: the spline reaches 1 node left, 2 right
@@ -133,7 +130,7 @@ def fractal_noise(hw, period, generator: torch.Generator, device=None, octaves: 
         layer = amp * smooth_noise(hw, (py / s, px / s), gens[k], device)
         total = layer if total is None else total + layer
     if total is None:
-        H, W = _check_hw(hw)
+        H, W = check_hw(hw)
         return torch.zeros(H, W, device=device if device is not None else generator.device)
     return total / math.sqrt(norm)
 
@@ -163,7 +160,7 @@ def jittered_spots(hw, period, radius: float, generator: torch.Generator, device
     2.6 radii, where the Gaussian is below 0.1 %) with a scatter-max, so the cost grows with the
     number of spots, not with the number of texels times neighbours.
     """
-    H, W = _check_hw(hw)
+    H, W = check_hw(hw)
     py, px = _check_period(period)
     if radius <= 0:
         raise ValueError(f"radius must be > 0 texels, got {radius}")
@@ -227,7 +224,7 @@ def cell_edges(hw, period, generator: torch.Generator, device=None, jitter: floa
     borders between cells and grows towards the cell centres: the polygonal network of fine
     furrows on skin (the "skin lines" that surround small plateaus) is a blurred ``F2 - F1 < w``.
     """
-    H, W = _check_hw(hw)
+    H, W = check_hw(hw)
     py, px = _check_period(period)
     device = torch.device(device) if device is not None else generator.device
     ny, nx = math.ceil(H / py) + 2, math.ceil(W / px) + 2
@@ -252,58 +249,3 @@ def cell_edges(hw, period, generator: torch.Generator, device=None, jitter: floa
                 f1 = torch.minimum(f1, d)
         out[r0:r0 + rows.shape[0]] = f2 - f1
     return out
-
-
-def _gauss_kernel(sigma: float, device) -> torch.Tensor:
-    half = max(1, math.ceil(3.0 * sigma))
-    x = torch.arange(-half, half + 1, device=device, dtype=torch.float32)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    return k / k.sum()
-
-
-def gaussian_blur(x: torch.Tensor, sigma, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Separable Gaussian blur of ``(C, H, W)`` or ``(H, W)`` by ``sigma`` texels (a float or (sy, sx)).
-
-    With a ``mask`` ``(H, W)`` bool the blur is a *normalised convolution*: only texels inside the
-    mask contribute and the result is divided by the blurred mask, so the empty space around the UV
-    islands does not darken their borders. Outside the mask the result is 0.
-    Very wide blurs (sigma > 8 texels) run on a 2x-downsampled copy and are upsampled back, which
-    keeps a 6144x4096 map cheap.
-    """
-    sy, sx = (float(sigma), float(sigma)) if isinstance(sigma, (int, float)) else map(float, sigma)
-    if sy < 0 or sx < 0:
-        raise ValueError(f"sigma must be >= 0 texels, got {sigma}")
-    squeeze = x.ndim == 2
-    xx = x.unsqueeze(0) if squeeze else x
-    if xx.ndim != 3:
-        raise ValueError(f"x must be (C, H, W) or (H, W), got {tuple(x.shape)}")
-    C, H, W = xx.shape
-    m = mask.to(xx.dtype).unsqueeze(0) if mask is not None else None
-    data = torch.cat([xx * m, m]) if m is not None else xx
-
-    def blur(t: torch.Tensor, sy: float, sx: float) -> torch.Tensor:
-        t = t.unsqueeze(1)  # (C', 1, H, W): each channel blurred alone
-        if sy > 0.3:
-            k = _gauss_kernel(sy, t.device)
-            pad = min(k.numel() // 2, t.shape[-2] - 1)
-            k = k[k.numel() // 2 - pad: k.numel() // 2 + pad + 1]
-            k = k / k.sum()
-            t = F.conv2d(F.pad(t, (0, 0, pad, pad), mode="reflect" if pad else "constant"), k.view(1, 1, -1, 1))
-        if sx > 0.3:
-            k = _gauss_kernel(sx, t.device)
-            pad = min(k.numel() // 2, t.shape[-1] - 1)
-            k = k[k.numel() // 2 - pad: k.numel() // 2 + pad + 1]
-            k = k / k.sum()
-            t = F.conv2d(F.pad(t, (pad, pad, 0, 0), mode="reflect" if pad else "constant"), k.view(1, 1, 1, -1))
-        return t.squeeze(1)
-
-    if min(sy, sx) > 8.0:
-        small = F.avg_pool2d(data.unsqueeze(0), 2, ceil_mode=True).squeeze(0)
-        # avg-pooling by 2 already blurs by ~0.5 texel of the small map; subtract it in quadrature
-        out = blur(small, math.sqrt(max((sy / 2) ** 2 - 0.25, 0)), math.sqrt(max((sx / 2) ** 2 - 0.25, 0)))
-        out = F.interpolate(out.unsqueeze(0), size=(H, W), mode="bilinear", align_corners=False).squeeze(0)
-    else:
-        out = blur(data, sy, sx)
-    if m is not None:
-        out = torch.where(m > 0, out[:C] / out[C:].clamp_min(1e-6), torch.zeros_like(out[:C]))
-    return out.squeeze(0) if squeeze else out

@@ -1,7 +1,7 @@
 """The light stage rig: a sphere of polarised LED lights around the head, and a frontal arc of cameras.
 
 AvatarMe's data came from a polarised LED sphere with 168 lights and 9 DSLR cameras (after Ma et al.
-2007 and Ghosh et al. 2011). This module describes such a rig as plain data; :mod:`capture` renders
+2007 and Ghosh et al. 2011). This module describes such a rig as plain data; :mod:`~avatarme_edu.lightstage.capture` renders
 a subject inside it.
 
 Layout decisions (all in object space: metres, +Y up, the face looks towards +Z, head centre at 0):
@@ -31,6 +31,8 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
+
+from avatarme_edu.geometry.sphere_points import fibonacci_directions
 
 BANKS = ("cross", "parallel")  # the two polarisation banks, in this order everywhere
 HEAD_RADIUS = 0.1  # metres; only for drawings
@@ -111,25 +113,6 @@ class LightStage:
                        camera_positions=self.camera_positions.to(device))
 
 
-def fibonacci_directions(n: int, min_elevation_deg: float = -90.0) -> torch.Tensor:
-    """``(n, 3)`` unit vectors spread evenly over the sphere above ``min_elevation_deg``.
-
-    Equal steps in ``y`` (Archimedes: equal height slices of a sphere have equal area) and
-    golden-angle steps in azimuth, so no two lights line up and every light covers the same area.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if not -90.0 <= min_elevation_deg < 90.0:
-        raise ValueError(f"min_elevation_deg must be in [-90, 90), got {min_elevation_deg}")
-    i = torch.arange(n, dtype=torch.float64)
-    y_min = math.sin(math.radians(min_elevation_deg))
-    y = 1.0 - (i + 0.5) / n * (1.0 - y_min)  # from the zenith down to the floor
-    ring = torch.sqrt((1.0 - y * y).clamp_min(0.0))
-    golden_angle = math.pi * (3.0 - math.sqrt(5.0))
-    phi = i * golden_angle
-    return torch.stack([ring * torch.sin(phi), y, ring * torch.cos(phi)], -1).float()
-
-
 def camera_arc(n_cameras: int = 9, distance: float = 1.7, azimuth_range_deg: float = 60.0,
                elevation_deg: float = 15.0) -> torch.Tensor:
     """``(C, 3)`` camera positions on a frontal arc; see the module docstring for the layout."""
@@ -171,89 +154,3 @@ def make_light_stage(n_lights: int = 168, n_cameras: int = 9, radius: float = 1.
     cameras = camera_arc(n_cameras, camera_distance, camera_azimuth_range_deg, camera_elevation_deg)
     return LightStage(directions, solid_angles, float(radius), cameras,
                       float(floor_elevation_deg)).to(device)
-
-
-def plot_light_stage(stage: LightStage, ax=None, color_by="bank", show_cameras: bool = True,
-                     show_head: bool = True, title: str | None = None):
-    """Draw the rig in 3D with matplotlib and return the axes.
-
-    ``color_by``: ``"bank"`` draws both LEDs of every light (blue = cross, orange = parallel);
-    a pattern name (``"x"``, ``"y"``, ``"z"``, ``"o"``, see :func:`capture.gradient_patterns`) or an
-    ``(L,)`` tensor of intensities in [0, 1] shows each light as a grey level (black = off).
-    Drawn with object +Y vertical, seen from in front of the face (a little right and above); lights
-    on the far side of the sphere are faded.
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig = plt.figure(figsize=(6, 6))
-        ax = fig.add_subplot(projection="3d")
-
-    def xyz(p):  # object (x, y, z) -> matplotlib (z, x, y): a rotation, so +Y is drawn vertical
-        p = p.detach().cpu().numpy()
-        return p[..., 2], p[..., 0], p[..., 1]
-
-    elev, azim = 15.0, 25.0  # seen from in front, a little to the right and above
-    viewer = torch.tensor([math.cos(math.radians(elev)) * math.sin(math.radians(azim)),
-                           math.sin(math.radians(elev)),
-                           math.cos(math.radians(elev)) * math.cos(math.radians(azim))])
-    # matplotlib draws scatter points without hiding: fade the lights on the far side of the sphere
-    near = (stage.light_directions.cpu() @ viewer) > 0
-
-    # faint wireframe of the light sphere
-    t = torch.linspace(0, math.pi, 13)
-    p = torch.linspace(0, 2 * math.pi, 25)
-    tt, pp = torch.meshgrid(t, p, indexing="ij")
-    wire = torch.stack([torch.sin(tt) * torch.sin(pp), torch.cos(tt), torch.sin(tt) * torch.cos(pp)], -1)
-    wx, wy, wz = xyz(wire * stage.radius)
-    ax.plot_wireframe(wx, wy, wz, color="0.85", linewidth=0.4)
-
-    if isinstance(color_by, str) and color_by == "bank":
-        for bank, colour in zip(BANKS, ("tab:blue", "tab:orange")):
-            leds = stage.led_positions(bank).cpu()
-            ax.scatter(*xyz(leds[near]), s=9, c=colour, label=f"{bank}-polarised LED", depthshade=False)
-            ax.scatter(*xyz(leds[~near]), s=8, c=colour, alpha=0.2, depthshade=False)
-    else:
-        if isinstance(color_by, str):
-            from avatarme_edu.lightstage.capture import PATTERN_NAMES, gradient_patterns
-
-            if color_by not in PATTERN_NAMES:
-                raise ValueError(f"color_by must be 'bank', one of {PATTERN_NAMES} or an (L,) tensor, "
-                                 f"got {color_by!r}")
-            intensity = gradient_patterns(stage)[:, PATTERN_NAMES.index(color_by)]
-            label = f"pattern P_{color_by}"
-        else:
-            intensity = torch.as_tensor(color_by, dtype=torch.float32)
-            if intensity.shape != (stage.n_lights,):
-                raise ValueError(f"intensities must be ({stage.n_lights},), got {tuple(intensity.shape)}")
-            label = "light intensity"
-        ax.set_facecolor("0.55")
-        grey = intensity.detach().cpu().clamp(0, 1).numpy()
-        pos = stage.light_positions.cpu()
-        ax.scatter(*xyz(pos[~near]), s=12, c=grey[~near.numpy()], cmap="gray", vmin=0.0, vmax=1.0,
-                   alpha=0.3, depthshade=False)
-        ax.scatter(*xyz(pos[near]), s=30, c=grey[near.numpy()], cmap="gray", vmin=0.0, vmax=1.0,
-                   edgecolors="0.3", linewidths=0.4, label=label, depthshade=False)
-
-    if show_cameras:
-        cx, cy, cz = xyz(stage.camera_positions)
-        ax.scatter(cx, cy, cz, marker="s", s=40, c="tab:red", label="camera", depthshade=False)
-        fx, fy, fz = xyz(stage.camera_forward * 0.35)
-        ax.quiver(cx, cy, cz, fx, fy, fz, color="tab:red", linewidth=1.0, arrow_length_ratio=0.25)
-
-    if show_head:
-        hx, hy, hz = xyz(wire * HEAD_RADIUS)
-        ax.plot_surface(hx, hy, hz, color="peachpuff", linewidth=0, alpha=0.9)
-
-    lim = max(stage.radius, float(stage.camera_positions.norm(dim=-1).max())) * 1.05
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_zlim(-lim, lim)
-    ax.set_box_aspect((1, 1, 1))
-    ax.view_init(elev=elev, azim=azim)
-    ax.set_xlabel("z (m), the face looks this way")
-    ax.set_ylabel("x (m)")
-    ax.set_zlabel("y (m), up")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(title or f"light stage: {stage.n_lights} lights, {stage.n_cameras} cameras", pad=0)
-    return ax

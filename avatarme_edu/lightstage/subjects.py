@@ -42,20 +42,17 @@ import torch
 from avatarme_edu.geometry.mesh import Mesh
 from avatarme_edu.geometry.raster import Fragments, interpolate, rasterize_uv
 from avatarme_edu.geometry.uv_bake import ShapeMaps, bake_shape_maps, tangent_to_object
+from avatarme_edu.imaging import unit_vectors
 from avatarme_edu.lightstage import noise
-from avatarme_edu.lightstage.skin import (
-    REGION_NAMES,
-    SkinMaps,
-    SkinParams,
-    perturb_normals,
-    sample_skin_params,
-    skin_reflectance,
-    texel_size_mm,
-)
+from avatarme_edu.geometry.regions import REGION_NAMES
+from avatarme_edu.lightstage.relief import perturb_normals
+from avatarme_edu.lightstage.skin import SkinMaps, skin_reflectance, skin_texel_mm
+from avatarme_edu.lightstage.skin_params import SkinParams, sample_skin_params
 from avatarme_edu.profiles import Profile
 from avatarme_edu.reflectance import ReflectanceMaps
-
-MAX_SEED = 2**63 - 1
+from avatarme_edu.geometry.head import load_eduhead
+from avatarme_edu.geometry import head as head_module
+from avatarme_edu.seeds import check_seed  # the one seed rule
 
 
 @dataclass
@@ -107,7 +104,7 @@ class Subject:
         return f"{subject_dir_name(self.id)}_{self.expression}"
 
     def maps(self) -> dict[str, torch.Tensor]:
-        """The maps to look at, by name (for :func:`avatarme_edu.render.figures.show_maps`)."""
+        """The maps to look at, by name (for :func:`avatarme_edu.figures.maps.show_maps`)."""
         r = self.reflectance
         return {"diffuse_albedo": r.diffuse_albedo, "specular_albedo": r.specular_albedo,
                 "diffuse_normals": r.diffuse_normals, "specular_normals": r.specular_normals,
@@ -130,16 +127,7 @@ def subject_dir_name(identity_id: int) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def check_seed(seed) -> int:
-    """A subject seed must be an int in [0, 2**63 - 1]."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be an int in [0, {MAX_SEED}], got {seed!r}")
-    return seed
-
-
 def _expressions(head) -> tuple[str, ...]:
-    from avatarme_edu.geometry import head as head_module
-
     return tuple(getattr(head, "expressions", None) or head_module.EXPRESSIONS)
 
 
@@ -159,6 +147,11 @@ def _streams(seed: int) -> tuple[torch.Generator, torch.Generator, torch.Generat
 def _sample_identity(head, generator: torch.Generator) -> torch.Tensor:
     """EduHead identity coefficients for one person, drawn from ``generator``."""
     return head.sample_identity(generator).reshape(-1)
+
+
+def identity_of(seed: int, head) -> torch.Tensor:
+    """The identity coefficients ``(K,)`` of subject ``seed`` (``head --seed N`` is subject N)."""
+    return _sample_identity(head, _streams(check_seed(seed))[0])
 
 
 class _LayoutKey:
@@ -191,7 +184,7 @@ def bake_regions(fragments: Fragments, faces: torch.Tensor,
                  vertex_regions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per-vertex region weights ``name -> (V,)`` -> UV maps ``name -> (H, W)`` in [0, 1].
 
-    Only the regions the skin painter knows (:data:`~avatarme_edu.lightstage.skin.REGION_NAMES`)
+    Only the regions the skin painter knows (:data:`~avatarme_edu.geometry.regions.REGION_NAMES`)
     are kept; all are interpolated in one pass.
     """
     names = [n for n in REGION_NAMES if n in vertex_regions]
@@ -201,15 +194,6 @@ def bake_regions(fragments: Fragments, faces: torch.Tensor,
     stacked = torch.stack([vertex_regions[n].to(device=device, dtype=torch.float32) for n in names], 1)
     maps = interpolate(fragments, stacked, faces).clamp(0, 1)
     return {n: maps[i] for i, n in enumerate(names)}
-
-
-def unit_vectors(x: torch.Tensor, dim: int = -3) -> torch.Tensor:
-    """Normalise vectors stored along ``dim`` (zero vectors stay zero).
-
-    Written out because ``F.normalize`` over the channel axis of a ``(3, H, W)`` map is ~10x slower
-    on a CPU (it reduces over a strided axis).
-    """
-    return x / (x * x).sum(dim, keepdim=True).sqrt().clamp_min(1e-12)
 
 
 def reflectance_from_skin(skin: SkinMaps, shape: ShapeMaps) -> ReflectanceMaps:
@@ -252,8 +236,6 @@ def make_subject_expressions(seed: int, profile: Profile, expressions=None, head
         raise ValueError(f"profile must be an avatarme_edu.profiles.Profile, got {type(profile).__name__}")
     device = profile.torch_device
     if head is None:
-        from avatarme_edu.geometry.head import load_eduhead
-
         head = load_eduhead(device=device)
     valid = _expressions(head)
     expressions = valid if expressions is None else tuple(expressions)
@@ -275,7 +257,7 @@ def make_subject_expressions(seed: int, profile: Profile, expressions=None, head
     # The skin is painted once, at the texel size of the neutral face, so every expression gets the
     # same albedo texel for texel.
     position = interpolate(fragments, neutral.vertices.detach().float(), neutral.faces)
-    texel = texel_size_mm(mask, position, regions)
+    texel = skin_texel_mm(mask, position, regions)
     skin = skin_reflectance(regions, mask, params, g_maps, texel_mm=texel)
 
     subjects = []

@@ -34,7 +34,7 @@ The light (all from one ``torch.Generator``; every random choice is recorded in 
   cosine-weighted over each texel's hemisphere;
 * **highlights** from the subject's specular albedo and specular normals for a random camera position,
   via :func:`avatarme_edu.render.shading.shade_uv`; its subsurface blur
-  (:func:`~avatarme_edu.render.shading.subsurface_blur`) then spreads the *shadowed* irradiance, so
+  (:func:`~avatarme_edu.optics.subsurface.subsurface_blur`) then spreads the *shadowed* irradiance, so
   shadow edges glow a little red as on real skin.
 
 (``shade_uv`` can cast shadows itself, by rasterising the mesh from each light. Here the shadow maps
@@ -54,17 +54,20 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from avatarme_edu.color import linear_to_srgb, luminance, srgb_to_linear
+from avatarme_edu.color import XYZ_TO_LINEAR_SRGB, cie_cmf, linear_to_srgb, luminance, srgb_to_linear
+from avatarme_edu.geometry.texels import local_texel_size_mm, texel_size_mm
+from avatarme_edu.imaging import downsample_masked, gaussian_blur
 from avatarme_edu.lightstage import noise
+from avatarme_edu.optics.shadows import perpendicular_basis, shadow_and_occlusion
+from avatarme_edu.optics.subsurface import subsurface_blur
 from avatarme_edu.profiles import Profile
 from avatarme_edu.render.lights import DirectionalLight, SHEnvironment, direction_from_angles
+from avatarme_edu.render.shading import shade_uv
 
 ENVIRONMENT_KINDS = ("outdoor", "indoor", "overcast")
-AO_DIRECTIONS = 48  # directions of the ambient-occlusion shadow maps (Fibonacci sphere)
 SUN_SAMPLES = 7  # directions over the key light's disc: the centre and a ring of six
-SHADOW_MAX_HW = (768, 1152)  # shadows: computed at half the maps' size, at most this, and upsampled
-AO_HW = (96, 144)  # ambient occlusion is smooth: computed at this size and upsampled
 
 
 # ----------------------------------------------------------------------------------------------
@@ -81,7 +84,8 @@ class WildParams:
     (a white surface facing it shows radiance ``sun_intensity``) and ``sun_radius_deg`` (angular
     radius: 0.27 for the real sun, several degrees for a window - wider gives softer shadows);
     ``environment`` the ``(9, 3)`` SH radiance coefficients; ``ao_strength`` in [0, 1].
-    Camera: ``camera_position`` (m) for the highlights; ``roughness`` of the skin's specular lobe;
+    Camera: ``camera_position`` (m) for the highlights; ``roughness`` the perceptual
+    roughness (:func:`~avatarme_edu.render.shading.shade_uv`'s) of the skin's specular lobe;
     ``exposure_bias`` in stops around the metered exposure; ``white_balance_error`` ``(3,)``
     multiplicative error of the camera's colour balance; ``tone_white`` (radiance that the highlight
     shoulder maps to 1) and ``contrast`` (0 = none) of the tone curve.
@@ -128,11 +132,9 @@ class WildParams:
 def blackbody_rgb(kelvin: float) -> tuple[float, float, float]:
     """Linear sRGB colour of a black body at ``kelvin`` (1000-40000 K), scaled to luminance 1.
 
-    Planck's law integrated against the CIE 1931 colour matching functions (the analytic fit used in
-    :mod:`~avatarme_edu.lightstage.skin`). 6500 K is close to white; 3000 K is a warm lamp.
+    Planck's law integrated against the CIE 1931 colour matching functions (the analytic fit of
+    :func:`~avatarme_edu.color.cie_cmf`). 6500 K is close to white; 3000 K is a warm lamp.
     """
-    from avatarme_edu.lightstage.skin import XYZ_TO_LINEAR_SRGB, cie_cmf
-
     if not 1000.0 <= float(kelvin) <= 40000.0:
         raise ValueError(f"kelvin must be in [1000, 40000], got {kelvin}")
     lam = torch.arange(380.0, 781.0, 5.0, dtype=torch.float64)
@@ -204,170 +206,6 @@ def sample_wild_params(generator: torch.Generator | int) -> WildParams:
 
 
 # ----------------------------------------------------------------------------------------------
-# Shadows and occlusion: shadow maps of the subject's own surface points
-# ----------------------------------------------------------------------------------------------
-
-
-def _basis(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two unit vectors perpendicular to unit ``d`` (3,) and to each other."""
-    helper = torch.tensor([0.0, 1.0, 0.0] if abs(float(d[1])) < 0.9 else [1.0, 0.0, 0.0],
-                          dtype=d.dtype, device=d.device)
-    e1 = F.normalize(torch.linalg.cross(helper, d), dim=0)
-    return e1, torch.linalg.cross(d, e1)
-
-
-def visibility(points: torch.Tensor, normals: torch.Tensor, directions: torch.Tensor,
-               pixel: float, pcf: int = 1) -> torch.Tensor:
-    """How much of each point sees along each direction, unblocked by the other points: ``(K, P)``.
-
-    ``points`` ``(P, 3)`` (metres) are both the occluders and the receivers (a dense sampling of one
-    surface, e.g. the texels of a position map, about ``pixel`` or less apart); ``normals`` ``(P, 3)``
-    their unit normals; ``directions`` ``(K, 3)`` unit vectors towards the light. Per direction:
-
-    1. **Shadow map.** Seen from the light, the points are splatted into a depth buffer of
-       ``pixel``-sized cells; each cell keeps the depth nearest to the light. A gap between splats
-       (an empty cell with at least 6 of its 8 neighbours filled, so not a cell beside the
-       silhouette) takes the mean depth of its neighbours.
-    2. **Percentage-closer filtering.** A receiver is compared with the ``(2 pcf + 1)^2`` cells around
-       it and is lit by the fraction of them it is not behind: soft shadow edges.
-    3. **No "shadow acne".** The receiver is compared as its *tangent plane*, evaluated at each
-       cell's centre ("receiver plane depth bias"), plus half a cell and half a cell per unit of
-       slope for the extent of the cell; a smooth surface then never shadows itself (a convex one
-       lies behind its tangent planes). Shadows fade out where the light only grazes the surface
-       (``n.d < 0.15``): the test is least reliable there and the light adds less than 15 % anyway.
-    """
-    if points.ndim != 2 or points.shape[1] != 3 or normals.shape != points.shape:
-        raise ValueError(f"points and normals must both be (P, 3), got {tuple(points.shape)}, {tuple(normals.shape)}")
-    if not pixel > 0:
-        raise ValueError(f"pixel must be a positive size in metres, got {pixel}")
-    dirs = F.normalize(directions.to(points), dim=-1).reshape(-1, 3)
-    out = torch.empty(dirs.shape[0], points.shape[0], dtype=points.dtype, device=points.device)
-    taps = [(dy, dx) for dy in range(-pcf, pcf + 1) for dx in range(-pcf, pcf + 1)]
-    for k, d in enumerate(dirs):
-        e1, e2 = _basis(d)
-        x, y, z = points @ e1, points @ e2, -(points @ d)  # z: distance from the light, smaller = nearer
-        x0, y0 = float(x.min()) - (pcf + 2) * pixel, float(y.min()) - (pcf + 2) * pixel
-        w = int((float(x.max()) - x0) / pixel) + pcf + 3
-        h = int((float(y.max()) - y0) / pixel) + pcf + 3
-        fx, fy = (x - x0) / pixel, (y - y0) / pixel  # continuous cell coordinates
-        ix, iy = fx.long(), fy.long()
-        depth = torch.full((h * w,), float("inf"), dtype=points.dtype, device=points.device)
-        depth.scatter_reduce_(0, iy * w + ix, z, reduce="amin")
-        grid = depth.view(1, 1, h, w)
-        known = torch.isfinite(grid).to(points.dtype)
-        total = F.avg_pool2d(torch.where(known > 0, grid, torch.zeros_like(grid)), 3, stride=1, padding=1)
-        count = F.avg_pool2d(known, 3, stride=1, padding=1).view(-1) * 9
-        depth = torch.where(torch.isinf(depth) & (count > 5.5), total.view(-1) * 9 / count.clamp_min(1e-6), depth)
-        # slope of each receiver's tangent plane: depth change (in cells) per cell along e1 and e2
-        n3 = (normals @ d).clamp_min(0.05)
-        sx, sy = ((normals @ e1) / n3).clamp(-20, 20), ((normals @ e2) / n3).clamp(-20, 20)
-        bias = pixel * (0.5 + 0.5 * (sx.abs() + sy.abs()))
-        lit = torch.zeros_like(z)
-        for dy, dx in taps:
-            a, b = ix + dx + 0.5 - fx, iy + dy + 0.5 - fy  # from the receiver to the cell centre, cells
-            plane = z + pixel * (sx * a + sy * b)
-            lit = lit + (plane <= depth[(iy + dy) * w + (ix + dx)] + bias).to(points.dtype)
-        grazing = ((normals @ d) / 0.15).clamp(0.0, 1.0)
-        out[k] = 1.0 - (1.0 - lit / len(taps)) * grazing
-    return out
-
-
-def _disc_directions(center: tuple[float, float, float], radius_deg: float, n: int) -> torch.Tensor:
-    """``(n, 3)`` directions over a light's disc: the centre and a ring at 0.7 x the radius."""
-    d = torch.tensor(center, dtype=torch.float64)
-    e1, e2 = _basis(d)
-    out = [d]
-    r = math.tan(math.radians(radius_deg)) * 0.7
-    for i in range(n - 1):
-        a = 2 * math.pi * i / (n - 1)
-        out.append(d + r * (math.cos(a) * e1 + math.sin(a) * e2))
-    return F.normalize(torch.stack(out), dim=-1).float()
-
-
-def _fibonacci_sphere(n: int) -> torch.Tensor:
-    i = torch.arange(n, dtype=torch.float64) + 0.5
-    y = 1 - 2 * i / n
-    r = (1 - y * y).clamp_min(0).sqrt()
-    phi = i * math.pi * (3 - math.sqrt(5))
-    return torch.stack([r * torch.cos(phi), y, r * torch.sin(phi)], -1).float()
-
-
-def _downsample_masked(x: torch.Tensor, mask: torch.Tensor, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Area-average ``(C, H, W)`` over the mask's texels to ``hw``; returns (map, mask at ``hw``)."""
-    if tuple(x.shape[-2:]) == tuple(hw):
-        return x * mask, mask
-    m = mask.to(x.dtype)[None]
-    both = F.interpolate(torch.cat([x * m, m])[None], size=hw, mode="area")[0]
-    cover = both[-1:]
-    small = both[:-1] / cover.clamp_min(1e-6)
-    keep = cover[0] >= 0.5
-    return small * keep, keep
-
-
-def _upsample_masked(x: torch.Tensor, mask_small: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Bilinear upsampling of ``(C, h, w)`` valid on ``mask_small`` to ``mask``'s size, zero outside it."""
-    if tuple(x.shape[-2:]) == tuple(mask.shape):
-        return x * mask
-    m = mask_small.to(x.dtype)[None]
-    both = F.interpolate(torch.cat([x * m, m])[None], size=tuple(mask.shape), mode="bilinear",
-                         align_corners=False)[0]
-    return both[:-1] / both[-1:].clamp_min(1e-6) * mask
-
-
-def _local_spacing(position: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``(H, W)`` the largest distance (m) from each valid texel to its valid 4-neighbours."""
-    P = position
-    out = torch.zeros(mask.shape, dtype=P.dtype, device=P.device)
-    du = (P[:, :, 1:] - P[:, :, :-1]).pow(2).sum(0).sqrt() * (mask[:, 1:] & mask[:, :-1])
-    dv = (P[:, 1:] - P[:, :-1]).pow(2).sum(0).sqrt() * (mask[1:] & mask[:-1])
-    out[:, 1:] = torch.maximum(out[:, 1:], du)
-    out[:, :-1] = torch.maximum(out[:, :-1], du)
-    out[1:] = torch.maximum(out[1:], dv)
-    out[:-1] = torch.maximum(out[:-1], dv)
-    return out * mask
-
-
-def shadow_and_occlusion(shape, sun_directions: torch.Tensor, ao_directions: int = AO_DIRECTIONS,
-                         shadow_hw: tuple[int, int] | None = None, ao_hw: tuple[int, int] = AO_HW
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Key-light visibility and ambient occlusion of a baked shape, both ``(1, H, W)`` in [0, 1].
-
-    ``shape``: :class:`~avatarme_edu.geometry.uv_bake.ShapeMaps`; ``sun_directions`` ``(K, 3)``
-    directions over the key light's disc (their visibilities are averaged: a soft penumbra).
-    Occlusion: the cosine-weighted fraction of ``ao_directions`` Fibonacci directions of the texel's
-    hemisphere that are not blocked by the head. Both are computed on smaller copies of the position
-    map (``shadow_hw``: half the map's size, at most :data:`SHADOW_MAX_HW`; ``ao_hw``) and upsampled:
-    soft shadows need no more, and a 6144x4096 map stays cheap.
-    """
-    mask = shape.mask.bool()
-    H, W = mask.shape
-    if shadow_hw is None:
-        shadow_hw = (max(1, min(H // 2, SHADOW_MAX_HW[0])), max(1, min(W // 2, SHADOW_MAX_HW[1])))
-    pos_n = torch.cat([shape.position.float(), shape.normals_object.float()])
-
-    def run(hw, directions, weigh):
-        small, m = _downsample_masked(pos_n, mask, hw)
-        pts, nrm = small[:3][:, m].T, F.normalize(small[3:][:, m].T, dim=-1)
-        # cells a little larger than most gaps between samples, so few cells stay empty
-        pixel = 1.25 * float(_local_spacing(small[:3], m)[m].median())
-        vis = visibility(pts, nrm, directions.to(pts.device), pixel)  # (K, P)
-        if weigh:
-            w = (nrm @ directions.to(pts).T).clamp_min(0.0).T  # (K, P) cosine weights
-            vis = (vis * w).sum(0) / w.sum(0).clamp_min(1e-6)
-        else:
-            vis = vis.mean(0)
-        out = torch.zeros(1, *m.shape, dtype=pts.dtype, device=pts.device)
-        out[0, m] = vis
-        # a light blur hides the staircase of the shadow-map cells
-        out = noise.gaussian_blur(out, 0.7, m)
-        return _upsample_masked(out, m, mask)
-
-    sun = run(shadow_hw, sun_directions, weigh=False)
-    ao = run(ao_hw, _fibonacci_sphere(ao_directions), weigh=True)
-    return sun.clamp(0, 1), ao.clamp(0, 1)
-
-
-# ----------------------------------------------------------------------------------------------
 # Camera
 # ----------------------------------------------------------------------------------------------
 
@@ -387,8 +225,6 @@ def tone_curve(x: torch.Tensor, white: float, contrast: float) -> torch.Tensor:
 
 def jpeg_round_trip(linear: torch.Tensor, quality: int) -> torch.Tensor:
     """Encode ``(3, H, W)`` linear RGB as an 8-bit sRGB JPEG (4:2:0) with Pillow and decode it back."""
-    from PIL import Image
-
     if not 1 <= int(quality) <= 95:
         raise ValueError(f"jpeg quality must be in [1, 95], got {quality}")
     srgb = (linear_to_srgb(linear.detach().float().cpu()) * 255.0).round().to(torch.uint8)
@@ -433,6 +269,18 @@ class WildTexture:
         return f"WildTexture(low={w}x{h}, high={W}x{H}, kind={self.params.kind!r}, exposure={self.exposure:.3g})"
 
 
+def _disc_directions(center: tuple[float, float, float], radius_deg: float, n: int) -> torch.Tensor:
+    """``(n, 3)`` directions over a light's disc: the centre and a ring at 0.7 x the radius."""
+    d = torch.tensor(center, dtype=torch.float64)
+    e1, e2 = perpendicular_basis(d)
+    out = [d]
+    r = math.tan(math.radians(radius_deg)) * 0.7
+    for i in range(n - 1):
+        a = 2 * math.pi * i / (n - 1)
+        out.append(d + r * (math.cos(a) * e1 + math.sin(a) * e2))
+    return F.normalize(torch.stack(out), dim=-1).float()
+
+
 def wild_texture(subject, profile: Profile, generator: torch.Generator | int,
                  params: WildParams | None = None) -> WildTexture:
     """Light ``subject`` with a random environment and camera: its in-the-wild texture (low and high).
@@ -441,8 +289,6 @@ def wild_texture(subject, profile: Profile, generator: torch.Generator | int,
     ``generator``: every random choice (a ``torch.Generator`` or an int seed); ``params``: use these
     instead of drawing new ones (the noise still comes from ``generator``).
     """
-    from avatarme_edu.render.shading import local_texel_size_mm, shade_uv, subsurface_blur, texel_size_mm
-
     if not isinstance(profile, Profile):
         raise ValueError(f"profile must be an avatarme_edu.profiles.Profile, got {type(profile).__name__}")
     if tuple(subject.hw) != tuple(profile.map_hw):
@@ -507,8 +353,8 @@ def degrade(high: torch.Tensor, mask: torch.Tensor, texture_hw: tuple[int, int],
     same as blurring first), sensor noise of std ``sqrt(shot_noise * x + read_noise^2)``, and a JPEG
     round trip at ``params.jpeg_quality``.
     """
-    low, mask_low = _downsample_masked(high, mask, tuple(texture_hw))
-    low = noise.gaussian_blur(low, params.blur_sigma, mask_low)
+    low, mask_low = downsample_masked(high, mask, tuple(texture_hw))
+    low = gaussian_blur(low, params.blur_sigma, mask_low, downsample_wide=True)
     std = (params.shot_noise * low.clamp_min(0) + params.read_noise**2).sqrt()
     low = (low + std * noise.randn(low.shape, generator, low.device)).clamp(0, 1)
     low = jpeg_round_trip(low, params.jpeg_quality) * mask_low

@@ -15,6 +15,7 @@ import torch
 
 from avatarme_edu.geometry.mesh import Mesh
 from avatarme_edu.reflectance import ReflectanceMaps
+from avatarme_edu.geometry.uv_bake import bake_shape_maps
 
 # Linear RGB colours of the checker cells, row by row (6 columns x 4 rows).
 PATTERN_COLORS = torch.tensor([
@@ -32,8 +33,6 @@ def pattern_maps(mesh: Mesh, hw: tuple[int, int] = (96, 144), shape=None,
     ``shape`` (a :class:`~avatarme_edu.geometry.uv_bake.ShapeMaps`) is baked when not given; the
     diffuse normals are the shape's object-space normals N_O, the specular normals N_T plus bumps.
     """
-    from avatarme_edu.geometry.uv_bake import bake_shape_maps
-
     h, w = int(hw[0]), int(hw[1])
     if h < 2 or w < 2:
         raise ValueError(f"hw must be at least (2, 2), got {hw}")

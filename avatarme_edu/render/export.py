@@ -31,7 +31,7 @@ Specular albedo in glTF: the metallic-roughness model has no specular map, so we
 ``KHR_materials_ior`` ``ior = 1.4`` (skin) the dielectric reflectance at normal incidence is
 F0 = ((1.4 - 1) / (1.4 + 1))^2 = 0.028, and ``specularColorFactor = 2`` makes a typical A_S of 0.5
 (the middle of the 0.2-0.6 range of light-stage captures) reflect exactly that textbook value:
-F0(texel) = 0.028 * 2 * A_S. Roughness is constant (``SKIN_ROUGHNESS``); metallic is 0.
+F0(texel) = 0.028 * 2 * A_S. Roughness is constant (:data:`~avatarme_edu.optics.brdf.SKIN_PERCEPTUAL_ROUGHNESS`); metallic is 0.
 Viewers without the extensions still show the diffuse albedo, normal map and a plain dielectric sheen.
 """
 
@@ -48,12 +48,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from avatarme_edu.atomic import TMP_PREFIX, move_into, write_bytes
 from avatarme_edu.color import linear_to_srgb
 from avatarme_edu.geometry.mesh import Mesh, vertex_normals, write_obj
+from avatarme_edu.optics.brdf import SKIN_IOR, SKIN_PERCEPTUAL_ROUGHNESS
 from avatarme_edu.reflectance import ReflectanceMaps
+from avatarme_edu.geometry.raster import dilate, interpolate, rasterize_uv
+from avatarme_edu.geometry.uv_bake import bake_shape_maps, tangent_to_object, vertex_tangents
+from avatarme_edu.maps_io import save_map
+from avatarme_edu.reflectance import MAP_KINDS, MAP_NAMES
 
-SKIN_IOR = 1.4  # refractive index of skin's surface (oil/stratum corneum); F0 = 0.028
-SKIN_ROUGHNESS = 0.45  # glTF (perceptual) roughness of skin: a broad, soft sheen
 SPECULAR_COLOR_FACTOR = 2.0  # A_S = 0.5 -> F0 = 0.028, see the module docstring
 PAD_TEXELS = 8  # texels of padding around UV charts, so mip-maps and bilinear lookups see skin
 
@@ -71,8 +75,6 @@ def gltf_tangents(mesh: Mesh) -> torch.Tensor:
     chart that is not mirrored has clockwise UV triangles (negative signed UV area) and gets
     ``w = +1``; a mirrored chart gets ``w = -1``. On smooth meshes this agrees with MikkTSpace.
     """
-    from avatarme_edu.geometry.uv_bake import vertex_tangents
-
     v, f, uv = mesh.vertices.detach().float(), mesh.faces, mesh.uvs.to(mesh.vertices.device).float()
     n = vertex_normals(v, f)
     du = vertex_tangents(v, f, uv)
@@ -98,8 +100,6 @@ def mesh_tangent_frame(mesh: Mesh, hw: tuple[int, int]):
     Interpolates vertex normals and :func:`gltf_tangents` over the UV layout (as a viewer's
     shader does over a triangle) and makes them orthonormal; ``B = w * (N x T)``.
     """
-    from avatarme_edu.geometry.raster import interpolate, rasterize_uv
-
     frags = rasterize_uv(mesh, hw)
     attrs = torch.cat([vertex_normals(mesh.vertices, mesh.faces), gltf_tangents(mesh)], dim=-1)
     a = interpolate(frags, attrs, mesh.faces)
@@ -117,8 +117,6 @@ def specular_normals_object(mesh: Mesh, maps: ReflectanceMaps, shape=None) -> to
     ``shape`` is the :class:`~avatarme_edu.geometry.uv_bake.ShapeMaps` the maps were made with;
     when omitted it is baked here from ``mesh`` with uv_bake's default smoothing.
     """
-    from avatarme_edu.geometry.uv_bake import bake_shape_maps, tangent_to_object
-
     if shape is None:
         shape = bake_shape_maps(mesh, maps.hw)
     if tuple(shape.mask.shape) != maps.hw:
@@ -154,8 +152,6 @@ def viewer_textures(mesh: Mesh, maps: ReflectanceMaps, shape=None, max_width: in
     Normals are stored as ``n * 0.5 + 0.5``. ``max_width`` shrinks large maps (area average) so a
     viewer file stays small; ``which`` picks the textures to compute.
     """
-    from avatarme_edu.geometry.raster import dilate
-
     unknown = set(which) - {"diffuse", "specular", "normal", "specular_normals_object", "diffuse_normals_object"}
     if unknown:
         raise ValueError(f"unknown texture names {sorted(unknown)}")
@@ -224,9 +220,6 @@ def export_obj(out_dir: str | Path, mesh: Mesh, maps: ReflectanceMaps, name: str
     failure leaves nothing half-written; an existing ``out_dir`` is replaced.
     ``shape``: the ShapeMaps the maps were made with (baked from ``mesh`` if omitted).
     """
-    from avatarme_edu.maps_io import save_map
-    from avatarme_edu.reflectance import MAP_KINDS, MAP_NAMES
-
     check_mesh_and_maps(mesh, maps)
     if not name or any(c in name for c in '/\\:*?"<>| '):
         raise ValueError(f"name must be a plain file stem without spaces or path separators, got {name!r}")
@@ -235,7 +228,7 @@ def export_obj(out_dir: str | Path, mesh: Mesh, maps: ReflectanceMaps, name: str
     tex = viewer_textures(mesh, maps, shape, which=("diffuse", "specular", "normal"))
     rel = {"obj": f"{name}.obj", "mtl": f"{name}.mtl", "diffuse": f"{name}_diffuse.png",
            "specular": f"{name}_specular.png", "normal": f"{name}_normal.png"}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{out_dir.name}-", dir=out_dir.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes a private folder; the export is an ordinary one
         write_obj(tmp / rel["obj"], mesh.to("cpu"), material=rel["mtl"])
@@ -250,7 +243,7 @@ def export_obj(out_dir: str | Path, mesh: Mesh, maps: ReflectanceMaps, name: str
             save_map(tmp / rel[f"raw_{map_name}"], getattr(maps, map_name), MAP_KINDS[map_name])
         rel["raw_mask"] = "raw/mask.png"
         save_map(tmp / rel["raw_mask"], maps.mask, "mask")
-        _replace_dir(tmp, out_dir)
+        move_into(tmp, out_dir)  # file by file: a user's own files in out_dir stay
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -293,23 +286,6 @@ raw/                  the maps as the pipeline holds them: diffuse_albedo (8-bit
 """
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move the finished folder ``new`` to ``target``; an old ``target`` is removed only afterwards."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-        old.rmdir()
-        target.rename(old)
-    try:
-        new.rename(target)
-    except BaseException:
-        if old is not None:
-            old.rename(target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 # ----------------------------------------------------------------------------------------------
 # binary glTF 2.0, written by hand: a JSON scene description + one binary buffer
 # ----------------------------------------------------------------------------------------------
@@ -327,7 +303,7 @@ def export_glb(path: str | Path, mesh: Mesh, maps: ReflectanceMaps, shape=None,
     metallic-roughness material (baseColorTexture = diffuse albedo in sRGB, normalTexture = N_S in
     the mesh's tangent frame, KHR_materials_specular / KHR_materials_ior for the specular albedo);
     the three PNGs are embedded in the binary buffer. ``max_width`` shrinks the textures.
-    Written to ``path.part`` and renamed, so no half-written file is left.
+    Written beside and renamed (:mod:`avatarme_edu.atomic`), so no half-written file is left.
     """
     check_mesh_and_maps(mesh, maps)
     path = Path(path)
@@ -388,7 +364,7 @@ def export_glb(path: str | Path, mesh: Mesh, maps: ReflectanceMaps, shape=None,
         "materials": [{
             "name": "skin",
             "pbrMetallicRoughness": {"baseColorTexture": {"index": 0}, "metallicFactor": 0.0,
-                                     "roughnessFactor": SKIN_ROUGHNESS},
+                                     "roughnessFactor": SKIN_PERCEPTUAL_ROUGHNESS},
             "normalTexture": {"index": 1},
             "extensions": {
                 "KHR_materials_specular": {"specularTexture": {"index": 2},
@@ -404,10 +380,7 @@ def export_glb(path: str | Path, mesh: Mesh, maps: ReflectanceMaps, shape=None,
         "bufferViews": views,
         "buffers": [{"byteLength": len(blob)}],
     }
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(_glb_bytes(gltf, bytes(blob)))
-    tmp.replace(path)
-    return path
+    return write_bytes(path, _glb_bytes(gltf, bytes(blob)))
 
 
 def _glb_bytes(gltf: dict, blob: bytes) -> bytes:

@@ -75,7 +75,6 @@ def write_html_viewer(path: str | Path, mesh: Mesh, maps: ReflectanceMaps, title
             .replace("__DATA__", data.replace("</", "<\\/")))  # JSON must not close the <script>
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from avatarme_edu.atomic import write_text  # the one atomic writer
+
+    return write_text(path, page)

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from avatarme_edu.geometry.sphere_points import fibonacci_directions
+
 # Order-2 spherical-harmonic band of each of the 9 coefficients (l = 0, 1, 1, 1, 2, 2, 2, 2, 2).
 SH_BANDS = (0, 1, 1, 1, 2, 2, 2, 2, 2)
 # Ramamoorthi & Hanrahan's clamped-cosine convolution constants A_l for bands 0, 1, 2.
@@ -134,15 +136,6 @@ def sh_basis(directions: torch.Tensor) -> torch.Tensor:
     ], dim=-1)
 
 
-def fibonacci_directions(n: int) -> torch.Tensor:
-    """``(n, 3)`` float64 nearly uniform unit directions (a Fibonacci spiral)."""
-    i = torch.arange(n, dtype=torch.float64) + 0.5
-    y = 1 - 2 * i / n
-    r = (1 - y * y).clamp_min(0).sqrt()
-    phi = i * math.pi * (3 - math.sqrt(5))
-    return torch.stack([r * torch.cos(phi), y, r * torch.sin(phi)], -1)
-
-
 @dataclass(frozen=True)
 class SHEnvironment:
     """Distant environment radiance as order-2 spherical harmonics: ``coeffs`` ``(9, 3)`` linear RGB.
@@ -221,7 +214,7 @@ class SHEnvironment:
         directions and projecting back by least squares is exact (no quadrature error).
         """
         r = torch.as_tensor(rotation, dtype=torch.float64)
-        w = fibonacci_directions(64)
+        w = fibonacci_directions(64, dtype=torch.float64)
         values = sh_basis(w @ r) @ self.coeffs.double()  # rows: L(R^T w_i), since (R^T w)^T = w^T R
         coeffs = torch.linalg.lstsq(sh_basis(w), values).solution
         return SHEnvironment(coeffs.float())

@@ -24,6 +24,7 @@ import math
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from avatarme_edu.geometry.camera import Camera
 from avatarme_edu.metrics import psnr
@@ -183,8 +184,6 @@ def save_views(path_prefix, views, names=None, exposure: float = 0.0, strip: boo
     tensor of LINEAR images ``(N, 3, H, W)`` / ``(3, H, W)`` (encoded to sRGB with
     ``exposure`` stops here). Returns the paths written.
     """
-    from PIL import Image
-
     if isinstance(views, dict) and "side_by_side" in views:
         srgb, names = views["side_by_side"][None], names or ["compare"]
     elif isinstance(views, dict):
@@ -205,7 +204,10 @@ def save_views(path_prefix, views, names=None, exposure: float = 0.0, strip: boo
 
     def write(img: torch.Tensor, path: Path) -> Path:
         pixels = (img.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        Image.fromarray(pixels).save(path)
+        from avatarme_edu.atomic import atomic_path  # the one atomic writer
+
+        with atomic_path(path) as tmp:
+            Image.fromarray(pixels).save(tmp, format="PNG")
         return path
 
     paths = [write(img, prefix.with_name(f"{prefix.name}_{name}.png")) for img, name in zip(srgb, names)]

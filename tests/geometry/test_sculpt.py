@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from avatarme_edu.geometry import sculpt as S
+from avatarme_edu.geometry import template_fit as TF
 from avatarme_edu.geometry import template as T
 from avatarme_edu.geometry.sdf import Points
 
@@ -17,7 +18,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def canonical():
-    return S.canonical_vertices()
+    return TF.canonical_vertices()
 
 
 def test_params_have_documented_ranges_and_reject_bad_values():
@@ -60,15 +61,15 @@ def test_canonical_head_has_adult_proportions_and_lies_on_the_surface(canonical)
 def test_same_params_same_vertices_and_identity_warp_keeps_correspondence(canonical):
     base = S.HeadParams()
     wide = S.HeadParams(eye_spacing=0.068, mouth_width=0.055)
-    v = S.sculpt_vertices([base, wide, wide], canonical)
+    v = TF.sculpt_vertices([base, wide, wide], canonical)
     assert torch.allclose(v[1], v[2], atol=1e-6)  # same head (float rounding may differ per row)
-    assert torch.equal(S.sculpt_vertices([wide], canonical), S.sculpt_vertices([wide], canonical))
+    assert torch.equal(TF.sculpt_vertices([wide], canonical), TF.sculpt_vertices([wide], canonical))
     # the default head sculpted through the warp is the canonical head itself
     assert float((v[0] - canonical).norm(dim=-1).max()) < 1e-4
     # features move with their parameters: the pupil and mouth-corner anchors land on their
     # vertices, so the same vertex is the same feature on every head
-    anchors = S.head_anchors(S.params_to_tensors([base, wide]))
-    names = S.ANCHOR_NAMES
+    anchors = TF.head_anchors(S.params_to_tensors([base, wide]))
+    names = TF.ANCHOR_NAMES
     centre = torch.tensor(T.RAY_CENTRE)
     for name in ("pupil_l", "mouth_corner_r"):
         j = names.index(name)
@@ -88,7 +89,7 @@ def test_raycast_finds_the_outermost_surface():
     # rays through an ear must stop on the ear, not the skull behind it
     hp = S.params_to_tensors(S.HeadParams())
     d = torch.nn.functional.normalize(torch.tensor([[[1.0, 0.05, -0.15]]]), dim=-1)
-    t = S.raycast(hp, d)
+    t = TF.raycast(hp, d)
     hit = torch.tensor(T.RAY_CENTRE) + t[0, 0] * d[0, 0]
     at = Points(hit[None, 0], hit[None, 1], hit[None, 2])
     _, parts = S.head_sdf(at, {k: v[0] for k, v in hp.items()}, parts=True)

@@ -149,7 +149,7 @@ def test_bad_parameters_raise_clear_errors(sphere_maps):
         bake_shape_maps(mesh, (8, -12))
     with pytest.raises(ValueError, match="scale"):
         smooth_vertices(mesh.vertices, mesh.faces, 1, scale=0.0)
-    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+    with pytest.raises(ValueError, match=r"normals_object must be \(3, 48, 72\), got \(3, 5, 5\)"):
         object_to_tangent(torch.zeros(3, 5, 5), sphere_maps)
 
 

@@ -4,11 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avatarme_edu.lightstage.capture import (PATTERN_NAMES, GradientImages, capture_subject, ggx_lobe,
-                                             gradient_image_panels, gradient_patterns, lambertian_integral,
-                                             lobe_albedo, recovery_report, render_gradient_images, separate,
-                                             separation_panels, to_reflectance_maps)
-from avatarme_edu.lightstage.sphere import LightStage, fibonacci_directions, make_light_stage
+from avatarme_edu.lightstage.capture import (PATTERN_NAMES, capture_subject, gradient_patterns, lambertian_integral,
+                                             render_gradient_images)
+from avatarme_edu.lightstage.separation import recovery_report, separate, to_reflectance_maps
+from avatarme_edu.lightstage.sphere import LightStage, make_light_stage
 
 FULL = make_light_stage(floor_elevation_deg=-90)  # a complete sphere of lights
 STAGE = make_light_stage()  # the default: no lights below -60 degrees
@@ -80,32 +79,6 @@ def test_opposite_lights_sum_to_full_on():
 def test_lambertian_integral_of_the_stage_is_one():
     assert lambertian_integral(STAGE) == pytest.approx(1.0, abs=1e-4)
     assert lambertian_integral(FULL) == pytest.approx(1.0, abs=1e-4)
-
-
-# ---------------------------------------------------------------------------------------------- the lobe
-
-def test_ggx_lobe_is_reciprocal_non_negative_and_finite_at_grazing():
-    g = torch.Generator().manual_seed(1)
-    n = torch.tensor([0.0, 0.0, 1.0])
-    l = F.normalize(torch.randn(200, 3, generator=g), dim=1)
-    v = F.normalize(torch.randn(200, 3, generator=g), dim=1)
-    l[:, 2], v[:, 2] = l[:, 2].abs(), v[:, 2].abs()
-    h = F.normalize(l + v, dim=1)
-
-    def lobe(a, b):  # f(a -> b) * (n . a)
-        return ggx_lobe(a @ n, b @ n, h @ n, (b * h).sum(1))
-
-    # f_s(l, v) = f_s(v, l): the BRDF (the lobe divided by its cosine) is symmetric
-    assert torch.allclose(lobe(l, v) / (l @ n), lobe(v, l) / (v @ n), rtol=1e-4)
-    grazing = ggx_lobe(torch.tensor([0.0, 0.5, -0.2]), torch.tensor([0.5, 0.0, 0.3]),
-                       torch.tensor([0.3, 0.3, 0.0]), torch.tensor([0.5, 0.5, 0.5]))
-    assert torch.isfinite(grazing).all() and (grazing == 0).all()
-
-
-def test_lobe_albedo_is_about_f0_frontally_and_rises_at_grazing_views():
-    r = lobe_albedo(torch.tensor([1.0, 0.5, 0.2]))
-    assert 0.75 * 0.028 < r[0].item() < 0.028
-    assert r[0] < r[1] < r[2]
 
 
 # ---------------------------------------------------------------------------------------------- flat patches
@@ -268,7 +241,7 @@ def test_invalid_maps_raise(change, match):
     ({"camera_index": "worst"}, "camera_index"),
     ({"max_view_angle_deg": 95.0}, "max_view_angle_deg"),
     ({"noise_std": -0.1}, "noise_std"),
-    ({"roughness": 0.0}, "roughness"),
+    ({"alpha": 0.0}, "alpha"),
     ({"f0": 1.5}, "f0"),
 ])
 def test_invalid_parameters_raise(kwargs, match):
@@ -300,31 +273,6 @@ def test_recovery_report_of_the_truth_is_perfect_and_rejects_tangent_space_maps(
                            subject["diffuse_normals_obj"], subject["specular_normals_obj"], subject["mask"])
     with pytest.raises(ValueError, match="tangent space"):
         recovery_report(truth, maps)
-
-
-def test_display_panels_are_images_in_range_and_black_outside_the_mask():
-    subject = bumpy_sphere(16, 24)
-    images = render_gradient_images(**subject, stage=STAGE)
-    assert isinstance(images, GradientImages)
-    assert torch.equal(images.image("y", "cross"), images.cross[1])
-    assert torch.equal(images.image("o", "specular"), images.parallel[3] - images.cross[3])
-    panels = gradient_image_panels(images)
-    assert list(panels) == [f"{kind}_{p}" for kind in ("cross", "parallel", "specular") for p in PATTERN_NAMES]
-    steps = separation_panels(images, separate(images, STAGE))
-    assert list(steps) == ["diffuse_ratio", "diffuse_normals", "diffuse_albedo", "specular_ratio",
-                           "reflection_vectors", "view_directions", "specular_normals", "specular_albedo"]
-    for img in list(panels.values()) + list(steps.values()):
-        assert img.shape == (3, 16, 24)
-        assert img.min() >= 0 and img.max() <= 1
-        assert (img[:, ~images.mask] == 0).all()
-    assert panels["parallel_o"][:, images.mask].max() > 0.9  # auto-exposed, not a dark picture
-    with pytest.raises(ValueError, match="pattern"):
-        images.image("w", "cross")
-
-
-def test_fibonacci_table_directions_are_unit():
-    d = fibonacci_directions(1000)
-    assert torch.allclose(d.norm(dim=1), torch.ones(1000), atol=1e-6)
 
 
 def test_capture_of_a_baked_mesh_round_trips_through_reflectance_maps():

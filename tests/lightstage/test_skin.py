@@ -1,11 +1,12 @@
-import math
 import time
 
 import pytest
 import torch
 
 from avatarme_edu.color import luminance
+from avatarme_edu.lightstage import relief as R
 from avatarme_edu.lightstage import skin as S
+from avatarme_edu.lightstage import skin_params as SP
 
 HW = (192, 288)  # small toy layout: texels of ~1.3 mm
 
@@ -17,57 +18,17 @@ def toy():
 
 def make(toy, params=None, seed=0, **kw):
     regions, mask = toy
-    return S.skin_reflectance(regions, mask, params or S.SkinParams(), torch.Generator().manual_seed(seed), **kw)
+    return S.skin_reflectance(regions, mask, params or SP.SkinParams(), torch.Generator().manual_seed(seed), **kw)
 
 
 def angle_from_z_deg(n):
     return torch.rad2deg(torch.acos(n[2].clamp(-1, 1)))
 
 
-# ---- parameters -----------------------------------------------------------------------------
-
-
-def test_params_are_validated_with_the_valid_range_in_the_message():
-    with pytest.raises(ValueError, match=r"melanin must be in \[0.003, 0.5\]"):
-        S.SkinParams(melanin=0.9)
-    with pytest.raises(ValueError, match="age"):
-        S.SkinParams(age=5)
-    with pytest.raises(ValueError, match="moles"):
-        S.SkinParams(moles=2.5)
-    with pytest.raises(ValueError, match="fitzpatrick"):
-        S.skin_params_for_type(7)
-
-
-def test_sampled_population_is_deterministic_valid_and_spans_light_to_very_dark():
-    a = S.sample_skin_params(torch.Generator().manual_seed(11))
-    b = S.sample_skin_params(torch.Generator().manual_seed(11))
-    assert a == b
-    g = torch.Generator().manual_seed(0)
-    people = [S.sample_skin_params(g) for _ in range(120)]
-    mel = sorted(p.melanin for p in people)
-    assert mel[0] < 0.012 and mel[-1] > 0.28  # Fitzpatrick I and VI both present
-    assert 0.25 < sum(p.beard > 0 for p in people) / 120 < 0.65
-    assert any(p.scalp_hair == 0 for p in people) and any(p.freckles > 0 for p in people)
-    assert len({p for p in people}) == 120  # every subject differs
-
-
-def test_pigment_model_gets_darker_with_melanin_and_redder_with_blood():
-    mel = torch.tensor([S.FITZPATRICK_MELANIN[t] for t in range(1, 7)])
-    rgb = S.pigment_rgb(mel, 0.02, 0.3)
-    lum = rgb @ torch.tensor([0.2126, 0.7152, 0.0722])
-    assert torch.all(lum[1:] < lum[:-1])
-    assert float(lum[0] / lum[-1]) > 6
-    assert torch.all(rgb[:, 0] > rgb[:, 1]) and torch.all(rgb[:, 1] > rgb[:, 2])  # skin is warm
-    pale, flushed = S.pigment_rgb(0.02, 0.01, 0.3), S.pigment_rgb(0.02, 0.08, 0.3)
-    assert float(flushed[0] / flushed[1]) > float(pale[0] / pale[1]) + 0.1
-    # a white reflector's normalisation: no pigment and no blood is close to white-ish, never above 1
-    assert float(S.pigment_rgb(0.003, 0.005, 0.0).max()) <= 1.0
-
-
 # ---- maps -----------------------------------------------------------------------------------
 # One rich subject is painted once and shared by most tests below (map generation is the slow part).
 
-RICH = S.SkinParams(melanin=0.03, freckles=0.6, moles=6, age=60, oiliness=0.6, hair_melanin=0.9)
+RICH = SP.SkinParams(melanin=0.03, freckles=0.6, moles=6, age=60, oiliness=0.6, hair_melanin=0.9)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +56,7 @@ def test_outside_the_mask_everything_is_zero_or_flat(toy):
     regions, mask = toy
     mask = mask.clone()
     mask[:, :40] = False
-    m = S.skin_reflectance(regions, mask, S.SkinParams(), 1)
+    m = S.skin_reflectance(regions, mask, SP.SkinParams(), 1)
     off = ~mask
     assert float(m.diffuse_albedo[:, off].abs().max()) == 0 and float(m.specular_albedo[:, off].abs().max()) == 0
     assert float(m.height[:, off].abs().max()) == 0
@@ -117,8 +78,8 @@ def test_same_seed_same_subject_other_seed_other_subject(toy, rich):
 def test_skin_tone_range_lightest_vs_darkest_is_more_than_four_times(toy):
     regions, _ = toy
     face = regions["face"] > 0.5
-    light = make(toy, S.SkinParams(melanin=0.003, scalp_hair=0.0))
-    dark = make(toy, S.SkinParams(melanin=0.5, scalp_hair=0.0))
+    light = make(toy, SP.SkinParams(melanin=0.003, scalp_hair=0.0))
+    dark = make(toy, SP.SkinParams(melanin=0.5, scalp_hair=0.0))
     ratio = float(luminance(light.diffuse_albedo)[0][face].mean() / luminance(dark.diffuse_albedo)[0][face].mean())
     assert ratio > 4.0
 
@@ -178,7 +139,7 @@ def test_expression_lines_are_visible_in_the_specular_normals_at_the_cpu_map_siz
     forehead = regions["forehead"] > 0.7
     p95, depth = {}, {}
     for age in (25.0, 45.0):
-        m = S.skin_reflectance(regions, mask, S.SkinParams(age=age), 0)
+        m = S.skin_reflectance(regions, mask, SP.SkinParams(age=age), 0)
         spec = angle_from_z_deg(m.specular_detail_normals)[forehead]
         diff = angle_from_z_deg(m.diffuse_detail_normals)[forehead]
         p95[age] = float(spec.quantile(0.95))
@@ -187,7 +148,7 @@ def test_expression_lines_are_visible_in_the_specular_normals_at_the_cpu_map_siz
     assert 5.0 < p95[45.0] < 20.0
     assert p95[25.0] < 0.5 * p95[45.0]
     assert 0.1 < depth[45.0] < 0.5 and depth[25.0] < 0.5 * depth[45.0]
-    assert 0.05 <= S.PORE_DEPTH_MM <= 0.1  # real facial pores are ~0.05-0.1 mm deep
+    assert 0.05 <= R.PORE_DEPTH_MM <= 0.1  # real facial pores are ~0.05-0.1 mm deep
 
 
 def test_specular_detail_normals_deviate_more_than_the_blurred_diffuse_ones(toy, rich):
@@ -202,7 +163,7 @@ def test_height_statistics_in_mm_are_the_same_at_two_resolutions():
     stats = []
     for hw, t in (((64, 96), 0.1), ((128, 192), 0.05)):
         regions = {"face": torch.ones(hw), "cheeks": torch.ones(hw)}
-        m = S.skin_reflectance(regions, torch.ones(hw, dtype=torch.bool), S.SkinParams(age=50), 3, texel_mm=(t, t))
+        m = S.skin_reflectance(regions, torch.ones(hw, dtype=torch.bool), SP.SkinParams(age=50), 3, texel_mm=(t, t))
         h = m.height[0]
         stats.append((float(h.mean()), float(h.std()), float(h.quantile(0.01)), float((h < -0.01).float().mean())))
     for coarse, fine in zip(*stats):
@@ -211,7 +172,7 @@ def test_height_statistics_in_mm_are_the_same_at_two_resolutions():
     stds = []
     for hw in ((96, 144), (192, 288)):
         regions, mask = S.toy_face_regions(hw)
-        h = S.skin_reflectance(regions, mask, S.SkinParams(age=50), 3).height[0]
+        h = S.skin_reflectance(regions, mask, SP.SkinParams(age=50), 3).height[0]
         stds.append(float(h[regions["face"] > 0.5].std()))
     assert stds[0] == pytest.approx(stds[1], rel=0.25)
 
@@ -225,68 +186,34 @@ def test_texel_size_from_position_and_from_the_assumed_face_width():
                                 indexing="ij")
     position = torch.stack([cols * 0.0005, -rows * 0.0008, torch.zeros(H, W)])  # 0.5 mm x 0.8 mm texels
     mask = torch.ones(H, W, dtype=torch.bool)
-    ty, tx = S.texel_size_mm(mask, position)
+    ty, tx = S.skin_texel_mm(mask, position)
     assert ty == pytest.approx(0.8, rel=1e-4) and tx == pytest.approx(0.5, rel=1e-4)
     face = torch.zeros(H, W)
     face[:, 5:25] = 1.0  # 20 texels wide
-    t = S.texel_size_mm(mask, regions={"face": face})
+    t = S.skin_texel_mm(mask, regions={"face": face})
     assert t == (S.ASSUMED_FACE_WIDTH_MM / 20, S.ASSUMED_FACE_WIDTH_MM / 20)
     # skin_reflectance measures the same scale from position (over the face region), or takes it as given
     regions = {"face": torch.ones(H, W), "cheeks": torch.ones(H, W)}
-    m = S.skin_reflectance(regions, mask, S.SkinParams(), 2, position=position)
+    m = S.skin_reflectance(regions, mask, SP.SkinParams(), 2, position=position)
     assert m.texel_mm == pytest.approx((0.8, 0.5), rel=1e-4)
-    assert S.skin_reflectance(regions, mask, S.SkinParams(), 2, texel_mm=(0.1, 0.1)).texel_mm == (0.1, 0.1)
-
-
-def test_height_to_normals_signs_follow_the_tangent_frame():
-    H, W = 8, 10
-    rows, cols = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
-                                indexing="ij")
-    # height rising along +u (columns) by 0.5 mm per 1 mm: the normal leans to -x
-    n = S.height_to_normals(0.5 * cols * 1.0, (1.0, 1.0))
-    assert torch.allclose(n[:, 4, 5], torch.tensor([-0.5, 0.0, 1.0]) / math.sqrt(1.25), atol=1e-6)
-    # height rising *down* the rows: the surface faces up the map, +y (B points up the map)
-    n = S.height_to_normals(0.25 * rows * 2.0, (2.0, 1.0))
-    assert torch.allclose(n[:, 4, 5], torch.tensor([0.0, 0.25, 1.0]) / math.sqrt(1.0625), atol=1e-6)
-
-
-def test_perturb_normals_reorients_detail_onto_the_base():
-    g = torch.Generator().manual_seed(0)
-
-    def random_normals(spread, lift):
-        n = torch.randn(3, 6, 7, generator=g) * torch.tensor([spread, spread, 1.0]).view(3, 1, 1)
-        return torch.nn.functional.normalize(n + torch.tensor([0.0, 0.0, lift]).view(3, 1, 1), dim=0)
-
-    base, detail = random_normals(0.4, 1.0), random_normals(0.3, 1.5)
-    flat = torch.zeros(3, 6, 7)
-    flat[2] = 1
-    assert torch.allclose(S.perturb_normals(base, flat), base, atol=1e-6)
-    assert torch.allclose(S.perturb_normals(flat, detail), detail, atol=1e-6)
-    out = S.perturb_normals(base, detail)
-    assert torch.allclose(out.norm(dim=0), torch.ones(6, 7), atol=1e-6)
-    # a rotation: the angle between result and base equals the detail's angle from +z
-    assert torch.allclose((out * base).sum(0), detail[2], atol=1e-5)
-    batched = S.perturb_normals(base[None].repeat(2, 1, 1, 1), detail[None].repeat(2, 1, 1, 1))
-    assert torch.allclose(batched[1], out, atol=1e-6)
-    with pytest.raises(ValueError, match="base and detail"):
-        S.perturb_normals(base, detail[:, :3])
+    assert S.skin_reflectance(regions, mask, SP.SkinParams(), 2, texel_mm=(0.1, 0.1)).texel_mm == (0.1, 0.1)
 
 
 def test_bad_inputs_raise_clear_errors(toy):
     regions, mask = toy
     with pytest.raises(ValueError, match="unknown region"):
-        S.skin_reflectance({"elbow": mask.float()}, mask, S.SkinParams(), 0)
+        S.skin_reflectance({"elbow": mask.float()}, mask, SP.SkinParams(), 0)
     with pytest.raises(ValueError, match="region 'lips' must be"):
-        S.skin_reflectance({"lips": torch.zeros(4, 4)}, mask, S.SkinParams(), 0)
+        S.skin_reflectance({"lips": torch.zeros(4, 4)}, mask, SP.SkinParams(), 0)
     with pytest.raises(ValueError, match="params must be a SkinParams"):
         S.skin_reflectance(regions, mask, {"melanin": 0.1}, 0)
     with pytest.raises(ValueError, match="position must be"):
-        S.skin_reflectance(regions, mask, S.SkinParams(), 0, position=torch.zeros(3, 4, 4))
+        S.skin_reflectance(regions, mask, SP.SkinParams(), 0, position=torch.zeros(3, 4, 4))
 
 
 def test_cpu_profile_size_runs_fast(capsys):
     regions, mask = S.toy_face_regions((384, 576))
-    params = S.SkinParams(freckles=0.3, moles=5, beard=0.6, age=60)
+    params = SP.SkinParams(freckles=0.3, moles=5, beard=0.6, age=60)
     # Timed as CPU time of this process on one thread, best of two, so other programs loading a
     # shared machine do not make it fail; the target is wall time on a laptop, about the same here.
     threads = torch.get_num_threads()
@@ -314,9 +241,9 @@ def test_cpu_profile_size_runs_fast(capsys):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_maps_match_cpu_maps_for_a_cpu_generator(toy):
     regions, mask = toy
-    cpu = make(toy, S.SkinParams(freckles=0.3, moles=3), 4)
+    cpu = make(toy, SP.SkinParams(freckles=0.3, moles=3), 4)
     gpu = S.skin_reflectance({k: v.cuda() for k, v in regions.items()}, mask.cuda(),
-                             S.SkinParams(freckles=0.3, moles=3), torch.Generator().manual_seed(4))
+                             SP.SkinParams(freckles=0.3, moles=3), torch.Generator().manual_seed(4))
     assert gpu.diffuse_albedo.device.type == "cuda"
     assert torch.allclose(gpu.diffuse_albedo.cpu(), cpu.diffuse_albedo, atol=2e-3)
     assert torch.allclose(gpu.height.cpu(), cpu.height, atol=1e-3)
@@ -341,7 +268,7 @@ def _with_eyes(toy):
 
 def test_eyeballs_get_sclera_iris_pupil_and_a_wet_smooth_surface(toy):
     regions, mask, eyeballs, irises = _with_eyes(toy)
-    m = S.skin_reflectance(regions, mask, S.SkinParams(melanin=0.1, hair_melanin=0.9), 0, texel_mm=(0.5, 0.5))
+    m = S.skin_reflectance(regions, mask, SP.SkinParams(melanin=0.1, hair_melanin=0.9), 0, texel_mm=(0.5, 0.5))
     lum = luminance(m.diffuse_albedo)[0]
     sclera = (eyeballs > 0.5) & (irises < 0.5)
     skin = (regions["face"] > 0.9) & (regions["eyes"] < 0.05) & (regions["lips"] < 0.05)
@@ -350,7 +277,7 @@ def test_eyeballs_get_sclera_iris_pupil_and_a_wet_smooth_surface(toy):
     assert float(lum[irises > 0.5].min()) < 0.02  # the pupil is nearly black
     iris_rgb = m.diffuse_albedo[:, irises > 0.5].median(1).values
     assert float(iris_rgb[0]) > float(iris_rgb[2])  # brown for dark hair
-    light = S.skin_reflectance(regions, mask, S.SkinParams(hair_melanin=0.0), 0, texel_mm=(0.5, 0.5))
+    light = S.skin_reflectance(regions, mask, SP.SkinParams(hair_melanin=0.0), 0, texel_mm=(0.5, 0.5))
     light_rgb = light.diffuse_albedo[:, (irises > 0.5) & (light.diffuse_albedo.sum(0) > 0.1)].median(1).values
     assert float(light_rgb[2]) > float(light_rgb[0])  # grey-blue for the fairest
     assert float(m.specular_albedo[0][eyeballs > 0.5].min()) > 0.85 > float(m.specular_albedo[0][skin].max())
@@ -359,7 +286,7 @@ def test_eyeballs_get_sclera_iris_pupil_and_a_wet_smooth_surface(toy):
 
 def test_neck_is_painted_plain_where_its_texels_are_stretched(toy):
     regions, mask = toy
-    m = S.skin_reflectance(regions, mask, S.SkinParams(beard=0.8), 3, texel_mm=(0.5, 0.5))
+    m = S.skin_reflectance(regions, mask, SP.SkinParams(beard=0.8), 3, texel_mm=(0.5, 0.5))
     lum = luminance(m.diffuse_albedo)[0]
     neck = (regions["neck"] > 0.95) & (regions["beard"] < 0.05)
     cheek = (regions["cheeks"] > 0.5) & (regions["beard"] < 0.05)

@@ -1,13 +1,10 @@
 import math
 
-import matplotlib
 import pytest
 import torch
 
-from avatarme_edu.lightstage.sphere import (BANKS, LightStage, camera_arc, fibonacci_directions, make_light_stage,
-                                            plot_light_stage)
-
-matplotlib.use("Agg")
+from avatarme_edu.geometry.sphere_points import fibonacci_directions
+from avatarme_edu.lightstage.sphere import BANKS, LightStage, camera_arc, make_light_stage
 
 
 def elevation_deg(d):
@@ -85,44 +82,3 @@ def test_stage_validates_its_tensors():
         LightStage(torch.zeros(10, 3), torch.zeros(9), 1.0, torch.zeros(1, 3))
     with pytest.raises(ValueError, match="camera_positions"):
         LightStage(torch.zeros(10, 3), torch.zeros(10), 1.0, torch.zeros(0, 3))
-
-
-def test_plot_draws_banks_patterns_and_intensities(tmp_path):
-    import matplotlib.pyplot as plt
-
-    import numpy as np
-    from matplotlib.collections import PathCollection
-    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
-    from PIL import Image
-
-    stage = make_light_stage(n_lights=40, n_cameras=3)
-    ramp = torch.linspace(0, 1, 40)
-    # the x pattern written out here from the light directions: intensity (1 + w_x) / 2
-    expected = {"x": (1 + stage.light_directions[:, 0]) / 2, "ramp": ramp}
-    fig = plt.figure(figsize=(9, 3))
-    for i, (name, colour) in enumerate((("bank", "bank"), ("x", "x"), ("ramp", ramp))):
-        ax = plot_light_stage(stage, ax=fig.add_subplot(1, 3, i + 1, projection="3d"), color_by=colour)
-        points = [c for c in ax.collections if isinstance(c, PathCollection)]
-        cameras = [c for c in points if c.get_label() == "camera"]
-        lights = [c for c in points if c.get_label() != "camera"]
-        assert len(cameras) == 1 and len(cameras[0].get_offsets()) == 3
-        assert sum(isinstance(c, Poly3DCollection) for c in ax.collections) == 1  # the head
-        drawn = sum(len(c.get_offsets()) for c in lights)
-        if name == "bank":  # both LEDs of every light
-            assert drawn == 2 * stage.n_lights
-            assert {c.get_label() for c in lights} >= {"cross-polarised LED", "parallel-polarised LED"}
-        else:  # one grey point per light, its grey level the light's intensity
-            assert drawn == stage.n_lights
-            grey = np.sort(np.concatenate([c.get_array() for c in lights]))
-            np.testing.assert_allclose(grey, np.sort(expected[name].numpy()), atol=1e-6)
-    fig.savefig(tmp_path / "stage.png", dpi=50)
-    plt.close(fig)
-    image = np.asarray(Image.open(tmp_path / "stage.png").convert("L"), dtype=np.float32) / 255
-    assert image.shape == (150, 450)
-    for panel in np.split(image, 3, axis=1):  # every panel has drawn something, not a blank canvas
-        assert float(panel.std()) > 0.05 and float((panel < 0.5).mean()) > 0.01
-    with pytest.raises(ValueError, match="color_by"):
-        plot_light_stage(stage, color_by="w")
-    with pytest.raises(ValueError, match="intensities"):
-        plot_light_stage(stage, color_by=torch.ones(7))
-    plt.close("all")

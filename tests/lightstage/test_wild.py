@@ -16,7 +16,6 @@ from avatarme_edu.lightstage.wild import (
     jpeg_round_trip,
     sample_wild_params,
     tone_curve,
-    visibility,
     wild_texture,
 )
 
@@ -99,45 +98,6 @@ def test_params_serialise_and_are_plausible(wild):
     assert kinds == {"outdoor", "indoor", "overcast"}
     assert abs(math.hypot(*p.sun_direction) - 1) < 1e-6
     assert 1 <= p.jpeg_quality <= 95 and wild.exposure > 0
-
-
-def test_visibility_of_two_planes():
-    # a 10 x 10 cm floor at y = 0 and a 4 x 4 cm roof at y = 3 cm above its middle; light from above
-    s = torch.linspace(-0.05, 0.05, 101)
-    x, z = torch.meshgrid(s, s, indexing="ij")
-    floor = torch.stack([x, torch.zeros_like(x), z], -1).reshape(-1, 3)
-    r = torch.linspace(-0.02, 0.02, 41)
-    rx, rz = torch.meshgrid(r, r, indexing="ij")
-    roof = torch.stack([rx, torch.full_like(rx, 0.03), rz], -1).reshape(-1, 3)
-    pts = torch.cat([floor, roof])
-    up = torch.tensor([0.0, 1.0, 0.0]).expand_as(pts)
-    vis = visibility(pts, up, torch.tensor([[0.0, 1.0, 0.0]]), pixel=0.0015)[0]
-    f = vis[: floor.shape[0]].reshape(101, 101)
-    assert (vis[floor.shape[0]:] == 1).all()  # the roof sees the light
-    assert (f[40:61, 40:61] == 0).all()  # the floor under the roof is in shadow
-    assert (f[:20] == 1).all() and (f[:, 80:] == 1).all()  # the rest of the floor is lit
-    # a light from the side moves the shadow: at 45 degrees it falls 3 cm over in x
-    slanted = torch.tensor([[-math.sqrt(0.5), math.sqrt(0.5), 0.0]])
-    f2 = visibility(pts, up, slanted, pixel=0.0015)[0][: floor.shape[0]].reshape(101, 101)
-    assert (f2[70:81, 40:61] == 0).all() and (f2[30:50, 40:61] == 1).all()
-    # the shadow's edge lands within a few shadow-map cells (1.5 mm, 2.1 mm on the slanted floor)
-    # of the geometric edge at x = 1 cm: the 3x3 gap filling and the filtering widen it a little
-    edge = float(s[(f2[:, 50] < 0.5).nonzero()[0, 0]])
-    assert 0.0 < edge <= 0.0101
-
-
-def test_a_convex_surface_does_not_shadow_itself():
-    from avatarme_edu.geometry.mesh import uv_sphere
-    from avatarme_edu.geometry.uv_bake import bake_shape_maps
-
-    shape = bake_shape_maps(uv_sphere(32, 48, 0.1), (96, 144))
-    m = shape.mask
-    pts, nrm = shape.position[:, m].T, shape.normals_object[:, m].T
-    dirs = F.normalize(torch.tensor([[0.0, 0.0, 1.0], [0.3, 0.8, -0.5], [1.0, 0.2, 0.1]]), dim=-1)
-    vis = visibility(pts, nrm, dirs, pixel=0.005)
-    facing = (nrm @ dirs.T).T > 0.2
-    assert vis[facing].min() > 0.99  # no "shadow acne", even at grazing light
-    assert ((vis - 1).abs() < 1e-6).float().mean() > 0.99
 
 
 def test_tone_curve_jpeg_and_colour_temperature():

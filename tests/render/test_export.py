@@ -18,10 +18,11 @@ from PIL import Image
 
 from avatarme_edu.geometry.mesh import Mesh, read_obj, uv_sphere
 from avatarme_edu.maps_io import load_map
+from avatarme_edu.optics.brdf import SKIN_IOR
 from avatarme_edu.reflectance import ReflectanceMaps
 from avatarme_edu.render.demo_maps import pattern_maps
 from avatarme_edu.render.export import (
-    SKIN_IOR, SPECULAR_COLOR_FACTOR, export_glb, export_obj, gltf_tangents, mesh_tangent_frame,
+    SPECULAR_COLOR_FACTOR, export_glb, export_obj, gltf_tangents, mesh_tangent_frame,
     object_to_mesh_tangent, specular_normals_object, viewer_textures,
 )
 

@@ -7,17 +7,14 @@ import torch
 
 from avatarme_edu.color import linear_to_srgb
 from avatarme_edu.geometry.camera import Camera
-from avatarme_edu.geometry.mesh import Mesh, uv_sphere
+from avatarme_edu.geometry.mesh import uv_sphere
 from avatarme_edu.geometry.uv_bake import ShapeMaps, bake_shape_maps
 from avatarme_edu.reflectance import ReflectanceMaps
 from avatarme_edu.render.lights import (
     DirectionalLight, PointLight, SHEnvironment, direction_from_angles, indoor_warm, outdoor_sun,
     rotation_y, studio,
 )
-from avatarme_edu.render.shading import (
-    SHADOW_SOFTNESS_MM, SKIN_DIFFUSION_PROFILE, local_texel_size_mm, render_view, sample_uv, shade_uv, shadow_visibility, specular_directional_albedo,
-    subsurface_blur, texel_size_mm, to_srgb_image,
-)
+from avatarme_edu.render.shading import render_view, sample_uv, shade_uv, specular_directional_albedo, to_srgb_image
 
 
 def flat_shape(h=24, w=36, texel_m=0.001) -> ShapeMaps:
@@ -155,37 +152,6 @@ def test_directional_albedo_matches_fresnel_and_stays_below_one():
 
 
 # ------------------------------------------------------------------------------------------ subsurface
-def test_texel_size_of_a_plane():
-    shape = flat_shape(texel_m=0.0005)
-    assert texel_size_mm(shape.position, shape.mask) == pytest.approx((0.5, 0.5), rel=1e-4)
-
-
-def test_subsurface_blur_conserves_energy_and_widens_red_more_than_blue():
-    h, w, texel = 64, 64, 0.5  # mm: the widest Gaussian (sigma 2.7 mm ~ 5.4 texels, 3 sigma) fits inside
-    irradiance = torch.zeros(3, h, w)
-    irradiance[:, 32, 32] = 1.0
-    mask = torch.ones(h, w, dtype=torch.bool)
-    out = subsurface_blur(irradiance, mask, (texel, texel))
-    torch.testing.assert_close(out.sum(dim=(1, 2)), torch.ones(3), atol=1e-3, rtol=1e-3)
-    yy, xx = torch.meshgrid(torch.arange(h) - 32.0, torch.arange(w) - 32.0, indexing="ij")
-    spread = (out * (xx**2 + yy**2)).sum(dim=(1, 2)) / out.sum(dim=(1, 2))  # mean squared radius, texels^2
-    # The profile's variance per colour: sum_i w_i * 2 var_i (two axes), in texels^2.
-    weights = torch.tensor([wgt for _, wgt in SKIN_DIFFUSION_PROFILE])
-    variances = torch.tensor([v for v, _ in SKIN_DIFFUSION_PROFILE])
-    expected = (weights * 2 * variances[:, None]).sum(0) / texel**2
-    torch.testing.assert_close(spread, expected, rtol=0.05, atol=0.2)
-    assert spread[0] > 5 * spread[1] > 5 * spread[2]
-
-
-def test_subsurface_blur_keeps_flat_field_flat_and_ignores_background():
-    h, w = 40, 40
-    mask = torch.zeros(h, w, dtype=torch.bool)
-    mask[8:32, 5:30] = True
-    irradiance = torch.full((3, h, w), 0.8)
-    irradiance[:, ~mask] = 50.0  # garbage outside the mask must not leak in
-    out = subsurface_blur(irradiance, mask, (0.3, 0.3))
-    torch.testing.assert_close(out[:, mask], torch.full_like(out[:, mask], 0.8), atol=1e-5, rtol=1e-5)
-    assert (out[:, ~mask] == 0).all()
 
 
 def test_subsurface_blur_softens_a_shadow_edge_with_red_bleeding():
@@ -207,25 +173,6 @@ def test_convex_sphere_does_not_shadow_itself(sphere):
     torch.testing.assert_close(shadowed["total"], plain["total"], atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="mesh"):
         shade_uv(shape, maps, lights, (0, 0, 1), shadows=True)
-
-
-def test_a_small_sphere_casts_a_round_shadow(sphere):
-    mesh, shape = sphere
-    blocker = uv_sphere(12, 24, radius=0.03)
-    scene = Mesh(torch.cat([mesh.vertices, blocker.vertices + torch.tensor([0.0, 0.0, 0.25])]),
-                 torch.cat([mesh.faces, blocker.faces + mesh.n_vertices]), torch.cat([mesh.uvs, blocker.uvs]))
-    # the renderer's default soft penumbra (2 mm) is far narrower than the 1 cm margins below
-    vis = shadow_visibility(scene, shape.position, shape.normals_object, shape.mask,
-                            DirectionalLight((0, 0, 1)), resolution=256, softness_mm=SHADOW_SOFTNESS_MM)[0]
-    p = shape.position
-    off_axis = (p[0] ** 2 + p[1] ** 2).sqrt()
-    front = shape.mask & (p[2] > 0.05)
-    assert (vis[front & (off_axis < 0.02)] < 0.05).all()  # the blocker (r = 3 cm) hides the light
-    assert (vis[front & (off_axis > 0.04)] > 0.95).all()
-    assert (vis >= 0).all() and (vis <= 1).all()
-    out = shade_uv(shape, plain_maps(shape, specular=0.0), DirectionalLight((0, 0, 1)), (0, 0, 1),
-                   sss=False, shadows=True, mesh=scene, shadow_resolution=256)
-    torch.testing.assert_close(out["diffuse"][0], vis * shape.normals_object[2].clamp_min(0) * shape.mask)
 
 
 # ------------------------------------------------------------------------------------------ lights
@@ -353,36 +300,6 @@ def stretched_shape(h=24, w=36, row_mm=15.0, col_mm=0.5) -> ShapeMaps:
     return shape
 
 
-def test_local_texel_size_reads_the_stretch():
-    shape = stretched_shape()
-    local = local_texel_size_mm(shape.position, shape.mask)
-    assert local.shape == (2, 24, 36)
-    torch.testing.assert_close(local[0], torch.full((24, 36), 0.5), rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(local[1], torch.full((24, 36), 15.0), rtol=1e-3, atol=1e-3)
-
-
-def test_stretch_aware_blur_does_not_carry_red_light_into_a_stretched_shadow():
-    # Rows 15 mm apart: the widest red Gaussian (sigma 2.7 mm) is far below one row, so a shadow edge
-    # between rows must stay dark; with one typical texel size (0.5 mm) it would bleed red rows deep.
-    shape = stretched_shape()
-    mask = shape.mask
-    irradiance = torch.zeros(3, 24, 36)
-    irradiance[:, :12] = 1.0
-    local = local_texel_size_mm(shape.position, mask)
-    out = subsurface_blur(irradiance, mask, (0.5, 0.5), texel_map_mm=local)
-    assert float(out[0, 12:].max()) < 1e-3
-    naive = subsurface_blur(irradiance, mask, (0.5, 0.5))
-    assert float(naive[0, 13].min()) > 0.05  # what the old, uniform blur did: red light ~30 mm into the shadow
-    # along the rows (0.5 mm columns) the stretch-aware blur still scatters, and a flat field stays flat
-    flat = subsurface_blur(torch.full((3, 24, 36), 0.7), mask, (0.5, 0.5), texel_map_mm=local)
-    torch.testing.assert_close(flat, torch.full_like(flat, 0.7), atol=1e-5, rtol=1e-5)
-    spot = torch.zeros(3, 24, 36)
-    spot[:, 12, 18] = 1.0
-    row = subsurface_blur(spot, mask, (0.5, 0.5), texel_map_mm=local)
-    assert float(row[0, 12, 18 + 4]) > 0.01 and float(row[2, 12, 18 + 4]) < 1e-3
-    torch.testing.assert_close(row.sum(dim=(1, 2)), torch.ones(3), atol=2e-3, rtol=2e-3)
-
-
 def test_shade_uv_uses_the_stretch_map():
     shape = stretched_shape()
     maps = plain_maps(shape, specular=0.0)
@@ -391,22 +308,3 @@ def test_shade_uv_uses_the_stretch_map():
     assert float(out["diffuse"][0, 13:].max()) < 1e-3  # no red glow 15+ mm into the dark part
 
 
-def test_soft_shadow_widens_the_penumbra_but_keeps_the_edge_in_place(sphere):
-    mesh, shape = sphere
-    blocker = uv_sphere(12, 24, radius=0.03)
-    scene = Mesh(torch.cat([mesh.vertices, blocker.vertices + torch.tensor([0.0, 0.0, 0.25])]),
-                 torch.cat([mesh.faces, blocker.faces + mesh.n_vertices]), torch.cat([mesh.uvs, blocker.uvs]))
-    args = (scene, shape.position, shape.normals_object, shape.mask, DirectionalLight((0, 0, 1)))
-    hard = shadow_visibility(*args, resolution=256)[0]
-    soft = shadow_visibility(*args, resolution=256, softness_mm=6.0)[0]
-    p = shape.position
-    off_axis = (p[0] ** 2 + p[1] ** 2).sqrt()
-    front = shape.mask & (p[2] > 0.05)
-    assert (soft[front & (off_axis < 0.018)] < 0.05).all() and (soft[front & (off_axis > 0.042)] > 0.95).all()
-    partial = lambda v: int((front & (v > 0.05) & (v < 0.95)).sum())  # noqa: E731
-    assert partial(soft) > partial(hard)
-    # no self-shadowing from the wide filter on the lit, convex sphere (receiver-plane bias)
-    lit_side = shape.mask & (p[2] < -0.02) | (front & (off_axis > 0.05))
-    assert float(soft[lit_side].min()) > 0.95
-    with pytest.raises(ValueError, match="softness_mm"):
-        shadow_visibility(*args, softness_mm=-1.0)

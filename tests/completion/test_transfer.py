@@ -10,28 +10,16 @@ import math
 import pytest
 import torch
 
-from avatarme_edu.geometry.mesh import Mesh, uv_sphere
+from avatarme_edu.completion.blend import (face_blend_weights, feather_mask, flipped_faces, relax_offsets,
+                                           rotate_between, similarity_transform)
+from avatarme_edu.completion.tone import match_skin_tone, skin_tone_stats, tone_ring
+from avatarme_edu.completion.transfer import transfer_to_head
+from avatarme_edu.geometry.mesh import uv_sphere
 from avatarme_edu.geometry.uv_bake import bake_shape_maps, tangent_to_object
+from avatarme_edu.imaging import smoothstep
 from avatarme_edu.reflectance import ReflectanceMaps
-from avatarme_edu.render.head import (
-    blend_weights,
-    feather_mask,
-    flipped_faces,
-    match_skin_tone,
-    relax_offsets,
-    rotate_between,
-    similarity_transform,
-    skin_tone_stats,
-    tone_ring,
-    transfer_to_head,
-)
 
 HW = (48, 72)
-
-
-def _smoothstep(e0, e1, x):
-    t = ((x - e0) / (e1 - e0)).clamp(0, 1)
-    return t * t * (3 - 2 * t)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +31,7 @@ def scene():
     nose = 0.012 * torch.exp(-((r[:, 0] / 0.25) ** 2 + (r[:, 1] / 0.3) ** 2)) * (r[:, 2] > 0)
     face_vertices = v * 1.04 + r * nose[:, None] + torch.tensor([0.0, 0.002, 0.003])
     face_mesh = head_mesh.with_vertices(face_vertices)
-    face_weight = _smoothstep(0.2, 0.6, r[:, 2])  # the front cap is "the face"
+    face_weight = smoothstep(0.2, 0.6, r[:, 2])  # the front cap is "the face"
 
     g = torch.Generator().manual_seed(0)
 
@@ -271,7 +259,7 @@ def test_bad_inputs_raise_clear_errors(scene):
     with pytest.raises(ValueError, match="covers no part"):
         _transfer(scene, face_mask=torch.zeros(HW, dtype=torch.bool))
     with pytest.raises(ValueError, match="face_weight"):
-        blend_weights(scene["head_mesh"], torch.ones(5), torch.ones(HW, dtype=torch.bool))
+        face_blend_weights(scene["head_mesh"], torch.ones(5), torch.ones(HW, dtype=torch.bool))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,7 +287,7 @@ def test_eduhead_blends_fold_no_faces(eduhead):
     half = torch.zeros(hw, dtype=torch.bool)
     half[:, : hw[1] // 2] = True
     for mask in (torch.ones(hw, dtype=torch.bool), half):
-        _, w = blend_weights(mean, eduhead.vertex_regions()["face"], mask, fragments=fragments)
+        _, w = face_blend_weights(mean, eduhead.vertex_regions()["face"], mask, fragments=fragments)
         for seed, expression, scale in ((0, "smile", 1.0), (1, "mouth_open", 1.0), (2, "neutral", 2.0)):
             identity = eduhead.sample_identity(torch.Generator().manual_seed(seed), scale=scale)  # 2: an extreme face
             face = eduhead.mesh(identity, expression)
@@ -310,7 +298,7 @@ def test_eduhead_blends_fold_no_faces(eduhead):
 
 
 def blend_geometry_checked(face, head_mesh, w):
-    from avatarme_edu.render.head import blend_geometry
+    from avatarme_edu.completion.blend import blend_geometry
 
     out, info = blend_geometry(face, head_mesh, w)
     assert torch.equal(out.vertices[w >= 1], face.vertices[w >= 1])
@@ -349,7 +337,7 @@ def test_transfer_to_head_on_eduhead_with_default_head(eduhead):
 def test_eduhead_seam_has_no_step(eduhead):
     # Flat albedos 0.8 (face) and 0.2 (head), no tone matching: across the seam the albedo may change
     # by at most a small multiple of what a linear ramp over the blend band would give per texel.
-    from avatarme_edu.render.head import DEFAULT_BLEND_WIDTH
+    from avatarme_edu.completion.blend import DEFAULT_BLEND_WIDTH
 
     hw = (96, 144)
     face_mesh = eduhead.mesh(eduhead.sample_identity(torch.Generator().manual_seed(7)), "smile")

@@ -7,7 +7,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from avatarme_edu.geometry.mesh import uv_sphere  # noqa: E402
-from avatarme_edu.geometry.plot import plot_head, plot_uv_layout  # noqa: E402
+from avatarme_edu.figures.meshes import plot_head, plot_uv_layout  # noqa: E402
 
 
 def test_plot_head_draws_front_facing_triangles_lit_from_the_front():

@@ -5,8 +5,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from avatarme_edu.render.figures import (checkerboard, draw_window_grid, guess_kind, psnr_bar_chart,
-                                         show_maps, to_display)
+from avatarme_edu.figures.maps import (checkerboard, draw_window_grid, guess_kind, psnr_bar_chart, show_images,
+                                       show_maps, to_display)
 from avatarme_edu.tiling import sample_patches, window_grid
 
 
@@ -114,3 +114,16 @@ def test_psnr_bar_chart_groups_methods_per_map(tmp_path):
     fig.savefig(tmp_path / "b.png", dpi=40)
     with pytest.raises(ValueError, match="empty"):
         psnr_bar_chart({})
+
+
+def test_show_images_draws_each_image_with_its_title():
+    a = torch.zeros(3, 8, 12)
+    a[0] = 1.0  # red
+    b = torch.full((3, 8, 12), 2.0)  # out of range: clipped to white
+    fig = show_images([a, b], ["red", "white"], width=2.0)
+    assert isinstance(fig, Figure) and [ax.get_title() for ax in fig.axes] == ["red", "white"]
+    shown = [ax.images[0].get_array() for ax in fig.axes]
+    assert np.allclose(shown[0][..., 0], 1.0) and np.allclose(shown[0][..., 1:], 0.0)
+    assert np.allclose(shown[1], 1.0)
+    with pytest.raises(ValueError, match="one title per image"):
+        show_images([a], ["a", "b"])

@@ -2,13 +2,16 @@
 
 Lambert shading from smooth vertex normals (averaged per triangle), back faces culled, painter's
 algorithm (matplotlib's depth sort) after a coarse z-buffer drops hidden triangles. Good enough to
-see a head's shape in a notebook; the real renderer lives in render/.
+see a head's shape in a notebook; the real renderer lives in :mod:`avatarme_edu.render`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from matplotlib import pyplot as plt
+from matplotlib.collections import PolyCollection
+from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
 from avatarme_edu.geometry.mesh import Mesh
 
@@ -24,9 +27,6 @@ def plot_head(mesh: Mesh, ax=None, view: str | float = "front", colors=None, lig
     ``colors``: optional ``(V, 3)`` RGB in [0, 1] (display-ready), averaged per triangle.
     ``light``: direction towards the light in camera coordinates (x right, y up, z towards the viewer).
     """
-    import matplotlib.pyplot as plt
-    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
-
     if isinstance(view, str):
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)} or an azimuth in degrees")
@@ -83,9 +83,6 @@ def plot_uv_layout(faces: torch.Tensor, uvs: torch.Tensor, weights: torch.Tensor
     ``faces`` (F, 3), ``uvs`` (V, 2), ``weights`` (V,) in [0, 1] (e.g. the ``face`` region).
     Axes are in texels of a ``size_hw`` map, so triangle sizes read directly in texels.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.collections import PolyCollection
-
     h, w = size_hw
     if ax is None:
         _, ax = plt.subplots(figsize=(9, 6))

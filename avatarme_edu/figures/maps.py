@@ -1,4 +1,4 @@
-"""Figures for notebooks and the README: UV maps, the sliding-window grid, PSNR bar charts.
+"""Figures for notebooks and the README: UV maps, rows of images, the sliding-window grid, PSNR bar charts.
 
 Everything draws on a plain :class:`matplotlib.figure.Figure` (not ``pyplot``): it works with the
 Agg backend on servers, nothing piles up in pyplot's global figure list, and a returned figure is
@@ -16,6 +16,9 @@ import math
 
 import numpy as np
 import torch
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -83,7 +86,6 @@ def to_display(m: torch.Tensor, kind: str, mask: torch.Tensor | None = None,
     else:  # heat
         if m.shape[0] != 1:
             raise ValueError(f"a heat map needs 1 channel, got {m.shape[0]}")
-        from matplotlib import colormaps
         top = vmax if vmax is not None else _heat_top(m, mask)
         scaled = (m[0] / max(top, 1e-12)).clamp(0, 1).numpy()
         img = torch.from_numpy(colormaps["magma"](scaled)[..., :3]).permute(2, 0, 1).float()
@@ -134,13 +136,25 @@ def show_maps(maps: dict[str, torch.Tensor], kinds: dict[str, str] | None = None
         use_mask = mask if mask is not None and tuple(mask.shape) == tuple(m.shape[-2:]) else None
         ax.imshow(to_display(m, kind, use_mask), interpolation="antialiased")
         if kind == "heat":  # a heat map needs its scale to be read
-            from matplotlib.cm import ScalarMappable
-            from matplotlib.colors import Normalize
             fig.colorbar(ScalarMappable(Normalize(0, _heat_top(m, use_mask)), cmap="magma"), ax=ax,
                          shrink=0.8, pad=0.02)
         ax.set_title(f"{name}\n{tuple(m.shape[-2:])[1]}x{tuple(m.shape[-2:])[0]} {kind}", fontsize=9)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def show_images(images, titles, width: float = 3.2) -> Figure:
+    """A row of display-ready ``(3, H, W)`` sRGB images in [0, 1] (e.g. renders), each with its title."""
+    if len(images) == 0 or len(images) != len(titles):
+        raise ValueError(f"give one title per image and at least one image, got {len(images)} images "
+                         f"and {len(titles)} titles")
+    fig = Figure(figsize=(width * len(images), width + 0.4), layout="constrained")
+    axes = fig.subplots(1, len(images), squeeze=False)
+    for ax, img, title in zip(axes[0], images, titles):
+        ax.imshow(img.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy())
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
     return fig
 
 
@@ -184,7 +198,6 @@ def draw_window_grid(image_map, windows: list[tuple[int, int]], window: int, ax=
     overlay[..., 3] = np.clip((cover - 1) * 0.28, 0, 0.7)
     ax.imshow(overlay, interpolation="nearest", extent=(-0.5, full_w - 0.5, full_h - 0.5, -0.5))
 
-    from matplotlib import colormaps
     colours = colormaps["tab10"].colors
     inset = max(1.0, window * 0.006)  # nudge each outline inward so coinciding edges stay visible
     for k, (t, l) in enumerate(windows):
@@ -229,7 +242,6 @@ def psnr_bar_chart(table: dict[str, dict[str, float]], ylabel: str = "PSNR (dB)"
     fig = Figure(figsize=(max(5.0, 1.3 * len(map_names) * max(1, len(methods)) ** 0.5 + 2), 4),
                  layout="constrained")
     ax = fig.add_subplot()
-    from matplotlib import colormaps
     colours = colormaps["tab10"].colors
     width = 0.8 / len(methods)
     x = np.arange(len(map_names))
@@ -253,3 +265,27 @@ def psnr_bar_chart(table: dict[str, dict[str, float]], ylabel: str = "PSNR (dB)"
     if title:
         ax.set_title(title)
     return fig
+
+
+def transfer_figure(face_maps, maps, info, head_maps_before=None) -> Figure:
+    """Head-model transfer before and after, as one :func:`show_maps` grid.
+
+    ``face_maps``, ``maps`` and ``head_maps_before``: :class:`~avatarme_edu.reflectance.ReflectanceMaps`;
+    ``info``: the :class:`~avatarme_edu.completion.transfer.HeadTransferInfo` of the transfer.
+
+    Panels: the face's albedo (input), the head model's albedo before (if given) and after tone
+    matching, the blend weight alpha, the ring where tones were compared, and the result's four maps.
+    """
+    panels = {"face: diffuse_albedo (input)": face_maps.diffuse_albedo}
+    kinds = {}
+    if head_maps_before is not None:
+        panels["head model: diffuse_albedo"] = head_maps_before.diffuse_albedo
+    panels["head model: tone matched"] = info.head_maps.diffuse_albedo
+    panels["blend weight alpha (1 = face)"] = info.alpha[None]
+    panels["tone ring"] = info.ring
+    panels["result: diffuse_albedo"] = maps.diffuse_albedo
+    panels["result: specular_albedo"] = maps.specular_albedo
+    panels["result: specular_normals"] = maps.specular_normals
+    panels["result: diffuse_normals"] = maps.diffuse_normals
+    kinds["blend weight alpha (1 = face)"] = "gray"
+    return show_maps(panels, kinds=kinds, ncols=3, title="Head model transfer")

@@ -1,0 +1,13 @@
+"""Every plot and display panel of the project, for notebooks, the demo and the README (one home)."""
+
+from avatarme_edu.public import public_face
+
+# public name -> its module (loaded on first use, see avatarme_edu.public)
+_HOMES = {
+    "flat_preview": "lightstage", "gradient_image_panels": "lightstage", "plot_light_stage": "lightstage",
+    "separation_panels": "lightstage", "draw_window_grid": "maps", "psnr_bar_chart": "maps", "show_images": "maps",
+    "show_maps": "maps", "to_display": "maps", "transfer_figure": "maps", "plot_head": "meshes",
+    "plot_uv_layout": "meshes",
+}
+__all__ = list(_HOMES)
+__getattr__, __dir__ = public_face(__name__, _HOMES)

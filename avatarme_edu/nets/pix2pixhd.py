@@ -1,0 +1,160 @@
+"""pix2pixHD image translation (Wang et al., CVPR 2018): the global generator and multi-scale PatchGANs.
+
+AvatarMe turns one UV map into another (texture -> diffuse albedo, albedo -> specular albedo, grey
+albedo + shape normals -> detail normals) with pix2pixHD's *global generator*, trained on patches and
+run on large windows at test time (:func:`avatarme_edu.tiling.sliding_window`).
+
+**Global generator** ``G`` (an encoder - residual bottleneck - decoder, no skip connections):
+
+* 7x7 conv to ``ngf`` channels (reflection padding), instance norm, ReLU;
+* ``n_down`` stride-2 3x3 convs, each doubling the channels (64 -> 1024 in the paper);
+* ``n_blocks`` residual blocks at the bottleneck width (reflection padding, conv-IN-ReLU-conv-IN);
+* ``n_down`` transposed convs back up, halving the channels;
+* 7x7 conv to the output channels, then the output head (below).
+
+Instance norm without learned scale/shift, as in pix2pixHD. Paper profile (ngf 64, 4 down, 9 blocks,
+3 in, 3 out): 182,443,267 parameters (worked out in ``tests/nets/test_pix2pixhd.py``), 9 x 2 convs of
+1024 x 1024 x 3 x 3 holding 93% of them.
+
+**Output heads** (the original ends with tanh on [-1, 1] images): ``"unit_interval"`` maps tanh to
+[0, 1] for albedos (our maps are linear RGB in [0, 1]); ``"unit_vectors"`` normalises the three
+output channels per texel, so predicted normals are unit vectors by construction.
+
+**Discriminator** ``D``: ``n_discriminators`` PatchGANs (3 stride-2/1 4x4 conv layers, ndf 64, leaky
+ReLU 0.2) that see the (input, output) pair at full, 1/2, 1/4... resolution; each returns its
+intermediate features too, for the feature-matching loss (:mod:`avatarme_edu.nets.losses`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avatarme_edu.profiles import Profile
+
+OUTPUT_HEADS = ("unit_interval", "unit_vectors", "linear")
+
+
+def _norm(channels: int) -> nn.Module:
+    return nn.InstanceNorm2d(channels, affine=False)
+
+
+class ResnetBlock(nn.Module):
+    """``x + IN(conv(relu(IN(conv(x)))))`` with reflection padding; channels unchanged."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels),
+                                  nn.ReLU(inplace=True),
+                                  nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class GlobalGenerator(nn.Module):
+    """``(N, in_channels, H, W) -> (N, out_channels, H, W)`` for any ``H, W``.
+
+    Sides that are not a multiple of ``2 ** n_down`` are reflection-padded before the encoder and
+    cropped after the decoder, so every map size works (the stride-2 layers need it).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, ngf: int = 64, n_down: int = 4, n_blocks: int = 9,
+                 output: str = "unit_interval"):
+        super().__init__()
+        if output not in OUTPUT_HEADS:
+            raise ValueError(f"unknown output head {output!r}; valid heads are: {', '.join(OUTPUT_HEADS)}")
+        if output == "unit_vectors" and out_channels != 3:
+            raise ValueError(f"the unit_vectors head needs 3 output channels, got {out_channels}")
+        self.config = dict(in_channels=in_channels, out_channels=out_channels, ngf=ngf, n_down=n_down,
+                           n_blocks=n_blocks, output=output)
+        self.output, self.multiple = output, 2 ** n_down
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), _norm(ngf),
+                                   nn.ReLU(inplace=True)]
+        for i in range(n_down):
+            c = ngf * 2 ** i
+            layers += [nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), _norm(2 * c), nn.ReLU(inplace=True)]
+        c = ngf * 2 ** n_down
+        layers += [ResnetBlock(c) for _ in range(n_blocks)]
+        for i in range(n_down):
+            c = ngf * 2 ** (n_down - i)
+            layers += [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1), _norm(c // 2),
+                       nn.ReLU(inplace=True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = -h % self.multiple, -w % self.multiple
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+        y = self.model(x)[..., :h, :w]
+        if self.output == "unit_interval":
+            return 0.5 * (torch.tanh(y) + 1.0)
+        if self.output == "unit_vectors":
+            return y / y.square().sum(1, keepdim=True).add(1e-12).sqrt()
+        return y
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN with ``n_layers`` stride-2 convs: ``(N, C, H, W) ->`` list of features, the last one
+    ``(N, 1, h, w)`` real/fake scores, one per overlapping patch (70x70 texels for 3 layers)."""
+
+    def __init__(self, in_channels: int, ndf: int = 64, n_layers: int = 3):
+        super().__init__()
+        pad = 2  # ceil((4 - 1) / 2), as in pix2pixHD
+        blocks = [nn.Sequential(nn.Conv2d(in_channels, ndf, 4, stride=2, padding=pad), nn.LeakyReLU(0.2, True))]
+        nf = ndf
+        for i in range(1, n_layers + 1):
+            prev, nf = nf, min(nf * 2, 512)
+            stride = 2 if i < n_layers else 1
+            blocks.append(nn.Sequential(nn.Conv2d(prev, nf, 4, stride=stride, padding=pad), _norm(nf),
+                                        nn.LeakyReLU(0.2, True)))
+        blocks.append(nn.Sequential(nn.Conv2d(nf, 1, 4, stride=1, padding=pad)))
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for block in self.blocks:
+            x = block(x)
+            feats.append(x)
+        return feats
+
+
+class MultiscaleDiscriminator(nn.Module):
+    """``n_discriminators`` PatchGANs on the input at full, 1/2, 1/4... resolution.
+
+    Returns one feature list per scale (finest first). The coarser discriminators see more of the
+    map per patch (global consistency), the finest one judges texture detail.
+    """
+
+    def __init__(self, in_channels: int, ndf: int = 64, n_layers: int = 3, n_discriminators: int = 2):
+        super().__init__()
+        self.config = dict(in_channels=in_channels, ndf=ndf, n_layers=n_layers, n_discriminators=n_discriminators)
+        self.scales = nn.ModuleList([PatchDiscriminator(in_channels, ndf, n_layers) for _ in range(n_discriminators)])
+
+    def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        out = []
+        for i, d in enumerate(self.scales):
+            if i:
+                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+            out.append(d(x))
+        return out
+
+
+def generator_from_profile(profile: Profile, in_channels: int, out_channels: int,
+                           output: str = "unit_interval") -> GlobalGenerator:
+    """The profile's global generator (``gen_ngf``, ``gen_downsample``, ``gen_blocks``)."""
+    return GlobalGenerator(in_channels, out_channels, profile.gen_ngf, profile.gen_downsample, profile.gen_blocks,
+                           output)
+
+
+def discriminator_from_profile(profile: Profile, in_channels: int, ndf: int | None = None) -> MultiscaleDiscriminator:
+    """The profile's multi-scale discriminator for (input, output) pairs of ``in_channels`` in all.
+
+    ndf is 64 in the paper; the cpu profile scales it with the generator (``gen_ngf``), so the
+    discriminator does not dwarf a small generator.
+    """
+    ndf = ndf or (64 if profile.name == "paper" else profile.gen_ngf)
+    return MultiscaleDiscriminator(in_channels, ndf, 3, profile.n_discriminators)

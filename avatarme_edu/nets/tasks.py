@@ -1,0 +1,161 @@
+"""What goes in and what comes out of each of AvatarMe's networks, read from a batch of maps.
+
+A *batch* is a dict of ``(N, C, P, P)`` float32 tensors keyed by map name (the light-stage dataset's
+names, :data:`avatarme_edu.lightstage.dataset.MAP_KEYS`) and ``mask`` ``(N, P, P)`` bool - what
+:class:`~avatarme_edu.lightstage.dataset.PatchDataset` yields, and what the stage functions build
+from whole maps. The networks and their inputs, as the paper writes them:
+
+=========================  =================================  ===================  ============
+task                       input (channels)                   target               network
+=========================  =================================  ===================  ============
+``sr``                     T (3), the fitted texture          T̂, texture x scale   RCAN
+``delight``                δ(T̂, D_O): texture, depth (4)      A_D diffuse albedo   generator
+``delight_no_shape``       δ(T̂): texture (3)  (ablation)      A_D                  generator
+``delight_normals_input``  δ(T̂, N_O): texture, normals (6)    A_D                  generator
+``specular_albedo``        ψ(A_D) (3)                         A_S (1)              generator
+``specular_normals``       ρ(gray(A_D), N_T) (1 + 3)          N_S, tangent space   generator
+``diffuse_normals``        σ(gray(A_D), N_O) (1 + 3)          N_D, object space    generator
+=========================  =================================  ===================  ============
+
+Encoding: the generator sees values in [-1, 1] as in pix2pixHD - colour maps, grey and depth are
+mapped ``2x - 1``, normals are already there. RCAN sees the texture as it is (linear RGB in [0, 1]).
+Outputs are maps in the project's convention (albedo in [0, 1], unit normals), see the generator's
+output heads in :mod:`~avatarme_edu.nets.pix2pixhd`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from avatarme_edu.color import luminance
+from avatarme_edu.profiles import Profile
+
+#: How an input map is encoded for the network: ``(batch key, encoding)``.
+ENCODINGS = ("as_is", "signed", "gray_signed")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One network: its input maps (in channel order), its target map and its architecture."""
+
+    name: str
+    network: str  # "rcan" or "generator"
+    inputs: tuple[tuple[str, str], ...]  # (batch key, encoding)
+    target: str
+    out_channels: int
+    output: str = "unit_interval"  # the generator's output head
+    paper: str = ""  # the paper's notation
+
+    @property
+    def in_channels(self) -> int:
+        return sum(1 if enc == "gray_signed" else _CHANNELS[key] for key, enc in self.inputs)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The batch keys this task reads (inputs, target and the mask)."""
+        return tuple(dict.fromkeys([k for k, _ in self.inputs] + [self.target, "mask"]))
+
+    @property
+    def is_normals(self) -> bool:
+        return self.output == "unit_vectors"
+
+
+_CHANNELS = {"texture": 3, "texture_low": 3, "diffuse_albedo": 3, "specular_albedo": 1, "diffuse_normals": 3,
+             "specular_normals": 3, "normals_object": 3, "normals_tangent": 3, "depth": 1, "position": 3}
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("sr", "rcan", (("texture_low", "as_is"),), "texture", 3, "linear", "T -> T̂ (RCAN)"),
+    Task("delight", "generator", (("texture", "signed"), ("depth", "signed")), "diffuse_albedo", 3,
+         paper="δ(T̂, D_O) -> A_D"),
+    Task("delight_no_shape", "generator", (("texture", "signed"),), "diffuse_albedo", 3, paper="δ(T̂) -> A_D"),
+    Task("delight_normals_input", "generator", (("texture", "signed"), ("normals_object", "as_is")),
+         "diffuse_albedo", 3, paper="δ(T̂, N_O) -> A_D"),
+    Task("specular_albedo", "generator", (("diffuse_albedo", "signed"),), "specular_albedo", 1,
+         paper="ψ(A_D) -> A_S"),
+    Task("specular_normals", "generator", (("diffuse_albedo", "gray_signed"), ("normals_tangent", "as_is")),
+         "specular_normals", 3, "unit_vectors", "ρ(gray(A_D), N_T) -> N_S"),
+    Task("diffuse_normals", "generator", (("diffuse_albedo", "gray_signed"), ("normals_object", "as_is")),
+         "diffuse_normals", 3, "unit_vectors", "σ(gray(A_D), N_O) -> N_D"),
+)}
+
+#: The ``avatarme-edu train`` names: the five networks, and the de-lighting variants.
+TRAIN_NAMES = ("sr", "delight", "specular_albedo", "specular_normals", "diffuse_normals")
+DELIGHT_VARIANTS = {"depth": "delight", "no_shape": "delight_no_shape", "normals_input": "delight_normals_input"}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown network {name!r}; valid networks are: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def _batched(x: torch.Tensor, key: str) -> torch.Tensor:
+    if not torch.is_tensor(x) or x.ndim != 4:
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"batch[{key!r}] must be an (N, C, H, W) tensor, got {shape}")
+    return x.float()
+
+
+def _get(batch: dict, key: str, task: Task) -> torch.Tensor:
+    if key not in batch:
+        raise ValueError(f"network {task.name!r} needs the map {key!r}, which the batch does not hold "
+                         f"(it holds: {', '.join(sorted(k for k in batch if torch.is_tensor(batch[k])))})")
+    return _batched(batch[key], key)
+
+
+def network_input(task: Task, batch: dict) -> torch.Tensor:
+    """``(N, in_channels, H, W)``: the task's input maps, encoded and concatenated in order."""
+    parts = []
+    for key, enc in task.inputs:
+        x = _get(batch, key, task)
+        if enc == "gray_signed":
+            x = luminance(x) * 2 - 1
+        elif enc == "signed":
+            x = x * 2 - 1
+        parts.append(x)
+    return torch.cat(parts, 1)
+
+
+def network_target(task: Task, batch: dict) -> torch.Tensor:
+    """``(N, out_channels, H', W')``: the map the network must produce (``H' = H * scale`` for ``sr``)."""
+    return _get(batch, task.target, task)
+
+
+def batch_mask(task: Task, batch: dict) -> torch.Tensor | None:
+    """``(N, H', W')`` bool valid texels of the target, or None when the batch has no mask."""
+    m = batch.get("mask")
+    if m is None:
+        return None
+    if m.ndim == 4:  # (N, 1, H, W) masks are accepted too
+        m = m[:, 0]
+    return m.bool()
+
+
+def example_batch(n: int, patch: int, sr_scale: int, generator: torch.Generator) -> dict:
+    """A batch of random maps with every key the tasks read: ``(n, C, patch, patch)`` float32 (unit
+    vectors for normals, [0, 1] otherwise), ``texture_low`` at ``patch / sr_scale``, an all-true
+    ``mask`` ``(n, patch, patch)``. For tests and speed measurements, where content does not matter."""
+    def rand(c, p=patch):
+        return torch.rand(n, c, p, p, generator=generator)
+
+    def unit():
+        v = torch.randn(n, 3, patch, patch, generator=generator)
+        return v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    return {"texture": rand(3), "texture_low": rand(3, patch // sr_scale), "diffuse_albedo": rand(3),
+            "specular_albedo": rand(1), "diffuse_normals": unit(), "specular_normals": unit(),
+            "normals_object": unit(), "normals_tangent": unit(), "depth": rand(1),
+            "position": rand(3), "mask": torch.ones(n, patch, patch, dtype=torch.bool)}
+
+
+def build_network(task: Task, profile: Profile) -> nn.Module:
+    """The task's network at the profile's configuration (weights freshly initialised)."""
+    from avatarme_edu.nets.pix2pixhd import generator_from_profile
+    from avatarme_edu.nets.rcan import rcan_from_profile
+
+    if task.network == "rcan":
+        return rcan_from_profile(profile, task.in_channels, task.out_channels)
+    return generator_from_profile(profile, task.in_channels, task.out_channels, task.output)

@@ -1,0 +1,298 @@
+"""Training one of AvatarMe's networks: the loop, its losses, checkpoints with exact resume, a JSON log.
+
+* **RCAN** (``sr``): L1 between the super-resolved patch and the sharp texture (Zhang et al. 2018),
+  Adam lr 1e-4, betas (0.9, 0.999).
+* **Translation networks**: pix2pixHD's objective - least-squares GAN, feature matching (weight 10)
+  and L1 to the target (weight :data:`L1_WEIGHT`), Adam lr 2e-4, betas (0.5, 0.999); one generator
+  step, then one discriminator step, per batch, as in pix2pixHD. Texels outside the mask are zeroed
+  in both the real and the fake map before the discriminator sees them, so it cannot tell them
+  apart by the background. For normals the L1 acts on unit vectors: for the small angles of
+  pore/wrinkle detail ``|a - b|`` grows like the angle, so no separate cosine loss is needed.
+
+**Data**: ``make_batches()`` returns an iterable of batches (dicts of ``(N, C, P, P)`` tensors, see
+:mod:`~avatarme_edu.nets.tasks`); it must give the same sequence each time it is called (a seeded
+generator). That is all the loop needs, so any loader fits (the light stage's ``PatchDataset``, a
+``torch.utils.data.DataLoader``).
+
+**Exact resume**: a checkpoint holds weights, optimiser state, step and random state
+(:mod:`~avatarme_edu.nets.checkpoint`); on resume the batch sequence is rebuilt and the batches
+already trained on are skipped, so ``N`` steps equal ``N/2`` steps + resume + ``N/2`` steps bit for bit
+(on the same machine and thread count), with no assumption about how the loader keeps its state.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from avatarme_edu.nets.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
+from avatarme_edu.nets.losses import FEATURE_MATCHING_WEIGHT, feature_matching_loss, lsgan_loss, masked_l1
+from avatarme_edu.nets.tasks import Task, batch_mask, build_network, network_input, network_target
+from avatarme_edu.nets.weights import save_weights
+from avatarme_edu.profiles import Profile
+
+L1_WEIGHT = 100.0  # pix2pix's weight of the L1 term (Isola et al. 2017)
+CHECKPOINT_NAME = "checkpoint.safetensors"
+LOG_NAME = "log.json"
+
+
+class Trainer:
+    """The networks, optimisers and one training step of a task. ``G`` is the network being trained;
+    ``D`` the multi-scale discriminator (translation tasks only). Weights are initialised from ``seed``."""
+
+    def __init__(self, task: Task, profile: Profile, seed: int = 0, lr: float | None = None):
+        from avatarme_edu.nets.pix2pixhd import discriminator_from_profile
+
+        self.task, self.profile, self.device = task, profile, profile.torch_device
+        torch.manual_seed(seed)
+        self.G = build_network(task, profile).to(self.device).train()
+        self.D = None
+        if task.network == "rcan":
+            self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr or 1e-4, betas=(0.9, 0.999))
+            self.optimizers = {"G": self.opt_G}
+        else:
+            self.D = discriminator_from_profile(profile, task.in_channels + task.out_channels).to(self.device).train()
+            self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr or 2e-4, betas=(0.5, 0.999))
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr or 2e-4, betas=(0.5, 0.999))
+            self.optimizers = {"G": self.opt_G, "D": self.opt_D}
+
+    @property
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"G": self.G} if self.D is None else {"G": self.G, "D": self.D}
+
+    def _tensors(self, batch: dict):
+        x = network_input(self.task, batch).to(self.device)
+        y = network_target(self.task, batch).to(self.device)
+        m = batch_mask(self.task, batch)
+        return x, y, (m.to(self.device) if m is not None else None)
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The loss terms of one batch without any update (for tests and validation)."""
+        x, y, m = self._tensors(batch)
+        with torch.no_grad():
+            return {"l1": masked_l1(self.G(x), y, m)}
+
+    def step(self, batch: dict) -> dict[str, float]:
+        """One optimisation step on ``batch``; returns the loss terms as floats."""
+        x, y, m = self._tensors(batch)
+        fake = self.G(x)
+        l1 = masked_l1(fake, y, m)
+        if self.D is None:
+            self.opt_G.zero_grad(set_to_none=True)
+            l1.backward()
+            self.opt_G.step()
+            return {"loss": l1.item(), "l1": l1.item()}
+        w = m.unsqueeze(1).to(fake.dtype) if m is not None else torch.ones_like(fake[:, :1])
+        fake_pair, real_pair = torch.cat([x, fake * w], 1), torch.cat([x, y * w], 1)
+        # pix2pixHD: every discriminator output comes from the same D, then G steps, then D steps.
+        d_fake_for_g = self.D(fake_pair)
+        d_real = self.D(real_pair)
+        d_fake = self.D(fake_pair.detach())
+        gan = lsgan_loss(d_fake_for_g, real=True)
+        fm = feature_matching_loss(d_fake_for_g, d_real)
+        loss_g = gan + FEATURE_MATCHING_WEIGHT * fm + L1_WEIGHT * l1
+        loss_d = 0.5 * (lsgan_loss(d_fake, real=False) + lsgan_loss(d_real, real=True))
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_G.step()
+        self.opt_D.zero_grad(set_to_none=True)  # drops the gradients loss_g left in D
+        loss_d.backward()
+        self.opt_D.step()
+        return {"loss": loss_g.item(), "l1": l1.item(), "gan": gan.item(), "feature_matching": fm.item(),
+                "d": loss_d.item()}
+
+
+def _write_json(obj: dict, path: Path) -> None:
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def train(task: Task, profile: Profile, make_batches: Callable[[], Iterable[dict]], out: str | os.PathLike,
+          steps: int, seed: int = 0, lr: float | None = None, resume: bool = False, checkpoint_every: int = 100,
+          validate: Callable[[torch.nn.Module, int], dict] | None = None, val_every: int = 0,
+          progress: bool = True, info: dict | None = None) -> dict:
+    """Train ``task`` for ``steps`` steps in total; writes under ``out``:
+
+    * ``checkpoint.safetensors`` every ``checkpoint_every`` steps and at the end (for ``resume``);
+    * ``log.json``: ``{"task", "profile", "seed", "info", "wall_s", "entries": [{"step", "loss", ...,
+      "patches_per_s"}, {"step", "val": {...}}]}``;
+    * ``<task>.safetensors``: the trained network (:func:`~avatarme_edu.nets.weights.save_weights`).
+
+    ``validate(G, step)`` (every ``val_every`` steps) returns held-out numbers for the log. Returns the log.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be an int >= 1, got {checkpoint_every!r}")
+    out = Path(out)
+    ckpt, log_path = out / CHECKPOINT_NAME, out / LOG_NAME
+    trainer = Trainer(task, profile, seed, lr)
+    log = {"task": task.name, "profile": profile.name, "seed": seed, "steps": steps, "info": info or {},
+           "wall_s": 0.0, "entries": []}
+    step = 0
+    if resume:
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT_NAME} in {str(out)!r}")
+        _, extra = checkpoint_info(ckpt)
+        if (extra.get("task"), extra.get("profile")) != (task.name, profile.name):
+            raise ValueError(f"{str(ckpt)!r} is a checkpoint of {extra.get('task')!r} ({extra.get('profile')!r}), "
+                             f"not of {task.name!r} ({profile.name!r})")
+        step, extra = load_checkpoint(ckpt, trainer.modules, trainer.optimizers)
+        if log_path.is_file():
+            old = json.loads(log_path.read_text())
+            log["entries"] = [e for e in old["entries"] if e["step"] <= step]
+        log["wall_s"] = float(extra.get("wall_s", 0.0))
+    elif ckpt.exists():
+        raise FileExistsError(f"{str(out)!r} already holds a training run; pass --resume to continue it "
+                              "or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint():
+        extra = {"task": task.name, "profile": profile.name, "seed": seed, "wall_s": log["wall_s"]}
+        save_checkpoint(ckpt, trainer.modules, trainer.optimizers, step, extra)
+        _write_json(log, log_path)
+
+    batches = itertools.islice(iter(make_batches()), step, None)  # skip what was already trained on
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=steps, initial=step, desc=f"train {task.name}", unit="step")
+    while step < steps:
+        batch = next(batches, None)
+        if batch is None:
+            raise ValueError(f"the batch source ended after {step} batches; {steps} steps need {steps} batches")
+        t0 = time.perf_counter()
+        losses = trainer.step(batch)
+        dt = time.perf_counter() - t0
+        log["wall_s"] += dt
+        step += 1
+        n = int(network_target(task, batch).shape[0])
+        log["entries"].append({"step": step, **losses, "patches_per_s": n / dt})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses['loss']:.4f}", patches_s=f"{n / dt:.1f}")
+        if validate is not None and val_every and (step % val_every == 0 or step == steps):
+            log["entries"].append({"step": step, "val": validate(trainer.G, step)})
+            trainer.G.train()
+        if step % checkpoint_every == 0 or step == steps:
+            checkpoint()
+    if bar is not None:
+        bar.close()
+    save_weights(trainer.G, out / f"{task.name}.safetensors", task, profile,
+                 info={"steps": steps, "seed": seed, "wall_s": round(log["wall_s"], 1), **(info or {})})
+    return log
+
+
+# ----------------------------------------------------------------------------------------------
+# `avatarme-edu train ...` (wired into avatarme_edu/cli.py)
+# ----------------------------------------------------------------------------------------------
+
+
+def machine_description(profile: Profile) -> str:
+    """Where a run happened, for the weights manifest: CPU model and threads, or the GPU's name."""
+    import platform
+
+    if profile.torch_device.type == "cuda":
+        return f"{torch.cuda.get_device_name(profile.torch_device)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
+    """Add ``train`` to an argparse sub-parser set; the parsed args go to :func:`run_train`."""
+    from avatarme_edu.nets.tasks import DELIGHT_VARIANTS, TRAIN_NAMES
+    from avatarme_edu.profiles import PROFILE_NAMES
+
+    p = subparsers.add_parser("train", help="train one reflectance network on a virtual light-stage dataset")
+    p.add_argument("network", choices=TRAIN_NAMES, help="which network")
+    p.add_argument("--variant", choices=tuple(DELIGHT_VARIANTS), default="depth",
+                   help="delight only: the shape input - depth D_O (the paper), no_shape (the ablation), "
+                        "normals_input (N_O)")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default=None,
+                   help="'cpu' or 'paper'; default: $AVATARME_PROFILE, else 'paper' with CUDA and 'cpu' without")
+    p.add_argument("--device", default=None, help="torch device (cpu, cuda, cuda:N, mps); default: automatic")
+    p.add_argument("--data", default=None, help="light-stage dataset folder; written first when it holds none "
+                                                "(default: OUT/data)")
+    p.add_argument("--subjects", type=int, default=20, help="identities of a dataset written here (default 20)")
+    p.add_argument("--data-seed", type=int, default=0, help="first identity of a dataset written here (default 0)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint, log.json, validation figures, weights")
+    p.add_argument("--steps", type=int, default=1000, help="total training steps (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="weights initialisation and patch order")
+    p.add_argument("--batch-size", type=int, default=8, help="patches per step (default 8)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-4 RCAN, 2e-4 pix2pixHD)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
+    p.add_argument("--val-every", type=int, default=100, help="steps between held-out numbers/figures (0: never)")
+    p.add_argument("--val-patches", type=int, default=8, help="held-out patches scored each time (default 8)")
+    p.set_defaults(func=run_train)
+    return p
+
+
+def run_train(args) -> int:
+    """``avatarme-edu train``: make the dataset if needed, train, write weights; returns the exit status."""
+    import shlex
+    import sys
+
+    from avatarme_edu.lightstage.dataset import PatchDataset, make_dataset
+    from avatarme_edu.nets.tasks import DELIGHT_VARIANTS, get_task
+    from avatarme_edu.nets.validate import held_out_batch, validator
+    from avatarme_edu.profiles import get_profile
+
+    profile = get_profile(args.profile, args.device)
+    task = get_task(DELIGHT_VARIANTS[args.variant] if args.network == "delight" else args.network)
+    if args.network != "delight" and args.variant != "depth":
+        raise ValueError(f"--variant is for delight only, not {args.network}")
+    for name in ("steps", "batch_size", "subjects", "checkpoint_every", "val_patches"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    h, w = profile.map_hw
+    if task.name == "sr" and (h * 1.0 / profile.texture_hw[0], w * 1.0 / profile.texture_hw[1]) != (
+            profile.sr_scale, profile.sr_scale):
+        raise ValueError(f"training sr at the {profile.name} profile needs (texture, x{profile.sr_scale} texture at "
+                         f"{profile.sr_hw}) pairs, which the dataset of {profile.map_hw} maps does not hold")
+    out = Path(args.out)
+    data = Path(args.data) if args.data else out / "data"
+    if not (data / "manifest.json").is_file():
+        print(f"no dataset in {str(data)!r}: writing {args.subjects} identities from {args.data_seed} there")
+        make_dataset(args.subjects, args.data_seed, profile, data)
+    train_set = PatchDataset(data, "train", profile, keys=task.keys)  # fails early on a bad dataset
+
+    def make_batches():
+        return train_set.batches(args.batch_size, torch.Generator().manual_seed(args.seed))
+
+    val = None
+    if args.val_every > 0:
+        val = validator(task, held_out_batch(data, task, profile, args.val_patches, seed=12345), out)
+    info = {"command": shlex.join(["avatarme-edu", *sys.argv[1:]]) if sys.argv else "", "data": str(data),
+            "batch_size": args.batch_size, "machine": machine_description(profile),
+            "train_identities": train_set.identities}
+    log = train(task, profile, make_batches, out, args.steps, seed=args.seed, lr=args.lr, resume=args.resume,
+                checkpoint_every=args.checkpoint_every, validate=val, val_every=args.val_every, info=info)
+    last = [e for e in log["entries"] if "loss" in e][-1]
+    vals = [e for e in log["entries"] if "val" in e]
+    print(f"{task.name}: {args.steps} steps in {log['wall_s']:.0f} s, last loss {last['loss']:.4f}"
+          + (f", held-out {json.dumps(vals[-1]['val'])}" if vals else ""))
+    print(f"weights: {out / (task.name + '.safetensors')}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m avatarme_edu.nets NET ...``: the ``train`` command on its own (see ``__main__.py``)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m avatarme_edu.nets")
+    add_train_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as err:  # bad input: one clear line, no traceback
+        print(f"train: error: {err}", file=sys.stderr)
+        return 2

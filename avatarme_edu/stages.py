@@ -1,0 +1,154 @@
+"""The inference stages of AvatarMe, from the fitted texture to the four render-ready maps.
+
+Each function takes maps (and the shape maps it needs) and a profile, and returns maps::
+
+    T̂   = super_resolve(T, profile)                  (3, h, w) -> (3, H, W)   RCAN, then resampled
+    A_D = delight(T̂, shape, profile)                  -> (3, H, W) diffuse albedo, linear RGB in [0, 1]
+    A_S = specular_albedo(A_D, profile)               -> (1, H, W) in [0, 1]
+    N_S = specular_normals(A_D, shape, profile)       -> (3, H, W) unit, tangent space
+    N_D = diffuse_normals(A_D, shape, profile)        -> (3, H, W) unit, object space
+
+``shape`` is the :class:`~avatarme_edu.geometry.uv_bake.ShapeMaps` of the fitted mesh (depth D_O,
+normals N_O and N_T, mask). The networks are fully convolutional but run window by window with
+:func:`~avatarme_edu.tiling.sliding_window` (``profile.window_size``, ``window_stride``), blended where
+windows overlap, so a 6144x4096 map never has to fit in memory at once. The generator's instance
+norm takes its statistics per window, so the sliding window equals a whole-map pass exactly only
+where the map fits in one window (``tests/test_stages.py``); elsewhere each window's answer depends a
+little on what else the window holds, as in AvatarMe (trained on 512 patches, run on 1536 windows).
+
+``weights``: ``None`` loads the profile's committed file ``avatarme_edu/data/weights/<profile>/<net>.safetensors``;
+a path loads that file; an ``nn.Module`` is used as it is. Everything runs on ``profile.device`` and
+the result comes back on the input's device.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avatarme_edu.nets.tasks import DELIGHT_VARIANTS, Task, get_task, network_input
+from avatarme_edu.nets.weights import default_weights_path, load_weights
+from avatarme_edu.profiles import Profile
+from avatarme_edu.tiling import sliding_window
+
+Weights = str | os.PathLike | nn.Module | None
+
+
+def load_network(task: Task | str, profile: Profile, weights: Weights = None) -> nn.Module:
+    """The network of ``task`` on ``profile.device`` in eval mode (see the module docstring for ``weights``)."""
+    task = get_task(task) if isinstance(task, str) else task
+    if isinstance(weights, nn.Module):
+        return weights.to(profile.torch_device).eval()
+    path = Path(weights) if weights is not None else default_weights_path(task, profile)
+    if not path.is_file():
+        train_name = "delight" if task.name.startswith("delight") else task.name
+        variant = {v: k for k, v in DELIGHT_VARIANTS.items()}.get(task.name, "depth")
+        how = (f"avatarme-edu train {train_name}" + (f" --variant {variant}" if variant != "depth" else "")
+               + f" --profile {profile.name} --out runs/{task.name}")
+        where = "committed" if weights is None else "given"
+        raise FileNotFoundError(f"no {where} weights for {task.name!r} ({profile.name} profile) at {str(path)!r}; "
+                                f"train them with `{how}` and pass weights='runs/{task.name}/{task.name}.safetensors'")
+    return load_weights(path, task, profile, device=profile.torch_device)
+
+
+def _check_map(x: torch.Tensor, name: str, channels: int, hw: tuple[int, int] | None = None) -> torch.Tensor:
+    if not torch.is_tensor(x) or x.ndim != 3 or x.shape[0] != channels:
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"{name} must be a ({channels}, H, W) map, got {shape}")
+    if hw is not None and tuple(x.shape[-2:]) != tuple(hw):
+        raise ValueError(f"{name} is {tuple(x.shape[-2:])} but the shape maps are {tuple(hw)}; "
+                         "all maps must share one UV layout and size")
+    return x
+
+
+def _windows(net: nn.Module, x: torch.Tensor, profile: Profile, window: int, stride: int, unshuffle: int = 1):
+    """Run ``net`` over ``x`` ``(C, H, W)`` in blended windows on the profile's device, without gradients.
+
+    ``unshuffle`` r > 1 is for a network that enlarges its input r times (RCAN): each answer is folded
+    into ``r * r`` channels at the input's size (pixel unshuffle), blended there, and unfolded after.
+    """
+    dev = profile.torch_device
+
+    def fn(w: torch.Tensor) -> torch.Tensor:
+        y = net(w.to(dev))
+        return F.pixel_unshuffle(y, unshuffle) if unshuffle > 1 else y
+
+    with torch.no_grad():
+        y = sliding_window(fn, x.to(dev), window, stride)
+    return F.pixel_shuffle(y[None], unshuffle)[0] if unshuffle > 1 else y
+
+
+def super_resolve(texture: torch.Tensor, profile: Profile, weights: Weights = None,
+                  resample: bool = True) -> torch.Tensor:
+    """T̂: the fitted texture ``(3, h, w)`` linear RGB, super-resolved by RCAN ``sr_scale`` times.
+
+    Returns ``(3, h * s, w * s)``, then (``resample``) bicubically resampled to ``profile.map_hw`` when
+    that differs, as the paper does (x8 of 576x384 is 4608x3072; the maps are 6144x4096). Clamped to
+    [0, 1]. Windows are ``window_size / sr_scale`` texels of the input, so each answer is one
+    ``window_size`` window of the output.
+    """
+    _check_map(texture, "texture", 3)
+    s = profile.sr_scale
+    net = load_network("sr", profile, weights)
+    window, stride = max(1, profile.window_size // s), max(1, profile.window_stride // s)
+    y = _windows(net, texture.float(), profile, window, stride, unshuffle=s)
+    if resample and tuple(y.shape[-2:]) != tuple(profile.map_hw):
+        y = F.interpolate(y[None], size=tuple(profile.map_hw), mode="bicubic", align_corners=False)[0]
+    return y.clamp(0, 1).to(texture.device)
+
+
+def _translate(task: Task, maps: dict[str, torch.Tensor], mask: torch.Tensor | None, profile: Profile,
+               weights: Weights, device) -> torch.Tensor:
+    net = load_network(task, profile, weights)
+    x = network_input(task, {k: v[None] for k, v in maps.items()})[0]
+    y = _windows(net, x, profile, profile.window_size, profile.window_stride)
+    if task.is_normals:  # blending averages unit vectors: make them unit again
+        y = y / y.square().sum(0, keepdim=True).add(1e-12).sqrt()
+    if mask is not None:
+        y = y * mask.to(y.device)
+    return y.to(device)
+
+
+def delight(texture: torch.Tensor, shape, profile: Profile, weights: Weights = None,
+            variant: str = "depth") -> torch.Tensor:
+    """A_D = δ(T̂, D_O): the diffuse albedo ``(3, H, W)`` from the super-resolved texture and the depth.
+
+    ``variant``: ``"depth"`` (the paper), ``"no_shape"`` (the ablation, ``shape`` may be None) or
+    ``"normals_input"`` (N_O instead of D_O). Zero outside ``shape.mask``.
+    """
+    if variant not in DELIGHT_VARIANTS:
+        raise ValueError(f"unknown delight variant {variant!r}; valid variants are: {', '.join(DELIGHT_VARIANTS)}")
+    task = get_task(DELIGHT_VARIANTS[variant])
+    if shape is None and variant != "no_shape":
+        raise ValueError(f"delight with variant {variant!r} needs the shape maps")
+    _check_map(texture, "texture", 3, shape.hw if shape is not None else None)
+    maps = {"texture": texture.float()}
+    if shape is not None:
+        maps.update(depth=shape.depth, normals_object=shape.normals_object)
+    return _translate(task, maps, shape.mask if shape is not None else None, profile, weights, texture.device)
+
+
+def specular_albedo(diffuse_albedo: torch.Tensor, profile: Profile, weights: Weights = None,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
+    """A_S = ψ(A_D): the specular albedo ``(1, H, W)`` in [0, 1] from the diffuse albedo ``(3, H, W)``."""
+    _check_map(diffuse_albedo, "diffuse_albedo", 3, mask.shape if mask is not None else None)
+    return _translate(get_task("specular_albedo"), {"diffuse_albedo": diffuse_albedo.float()}, mask, profile,
+                      weights, diffuse_albedo.device)
+
+
+def specular_normals(diffuse_albedo: torch.Tensor, shape, profile: Profile, weights: Weights = None) -> torch.Tensor:
+    """N_S = ρ(gray(A_D), N_T): unit specular normals ``(3, H, W)`` in tangent space, zero outside the mask."""
+    _check_map(diffuse_albedo, "diffuse_albedo", 3, shape.hw)
+    maps = {"diffuse_albedo": diffuse_albedo.float(), "normals_tangent": shape.normals_tangent}
+    return _translate(get_task("specular_normals"), maps, shape.mask, profile, weights, diffuse_albedo.device)
+
+
+def diffuse_normals(diffuse_albedo: torch.Tensor, shape, profile: Profile, weights: Weights = None) -> torch.Tensor:
+    """N_D = σ(gray(A_D), N_O): unit diffuse normals ``(3, H, W)`` in object space, zero outside the mask."""
+    _check_map(diffuse_albedo, "diffuse_albedo", 3, shape.hw)
+    maps = {"diffuse_albedo": diffuse_albedo.float(), "normals_object": shape.normals_object}
+    return _translate(get_task("diffuse_normals"), maps, shape.mask, profile, weights, diffuse_albedo.device)

@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from avatarme_edu.nets.pix2pixhd import (
+    GlobalGenerator,
+    MultiscaleDiscriminator,
+    discriminator_from_profile,
+    generator_from_profile,
+)
+from avatarme_edu.profiles import get_profile
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def expected_generator_params(c_in, c_out, ngf, n_down, n_blocks):
+    """pix2pixHD's global generator written out (instance norm without affine parameters)."""
+    conv = lambda a, b, k: a * b * k * k + b  # noqa: E731  (ConvTranspose2d has the same count)
+    total = conv(c_in, ngf, 7) + conv(ngf, c_out, 7)
+    for i in range(n_down):
+        c = ngf * 2 ** i
+        total += conv(c, 2 * c, 3) + conv(2 * c, c, 3)  # down, and the matching transposed conv up
+    return total + n_blocks * 2 * conv(ngf * 2 ** n_down, ngf * 2 ** n_down, 3)
+
+
+def test_paper_global_generator_has_about_182m_parameters():
+    p = get_profile("paper", device="cpu")
+    g = generator_from_profile(p, 3, 3)
+    expected = expected_generator_params(3, 3, 64, 4, 9)
+    assert expected == 182_443_267
+    assert n_params(g) == expected
+    assert abs(n_params(g) - 182e6) / 182e6 < 0.01
+
+
+@pytest.mark.parametrize("name,hw", [("cpu", (16, 24)), ("paper", (32, 48))])
+def test_generator_shapes_and_ranges_on_both_profiles(name, hw):
+    p = get_profile(name, device="cpu")
+    torch.manual_seed(0)
+    x = torch.rand(2, 4, *hw) * 2 - 1
+    g = generator_from_profile(p, 4, 3, output="unit_vectors")  # one paper-size net (0.7 GB) is enough
+    with torch.no_grad():
+        normals = g(x)
+        g.output = "unit_interval"  # same layers, the albedo head
+        albedo = g(x)
+        spec = generator_from_profile(p.replace(gen_ngf=4), 3, 1)(x[:, :3])
+    assert normals.shape == albedo.shape == (2, 3, *hw) and spec.shape == (2, 1, *hw)
+    assert torch.allclose(normals.norm(dim=1), torch.ones(2, *hw), atol=1e-5)
+    assert albedo.min() >= 0 and albedo.max() <= 1 and spec.min() >= 0 and spec.max() <= 1
+    assert albedo.std() > 0 and normals.std() > 0
+
+
+def test_generator_takes_sizes_that_are_not_a_multiple_of_the_down_sampling():
+    torch.manual_seed(0)
+    g = GlobalGenerator(3, 3, ngf=4, n_down=3, n_blocks=1)
+    with torch.no_grad():
+        assert g(torch.rand(1, 3, 13, 21)).shape == (1, 3, 13, 21)
+
+
+@pytest.mark.parametrize("name", ["cpu", "paper"])
+def test_multiscale_discriminator_features_and_scores(name):
+    p = get_profile(name, device="cpu")
+    d = discriminator_from_profile(p, 7)
+    with torch.no_grad():
+        out = d(torch.rand(1, 7, 64, 64))
+    assert len(out) == p.n_discriminators == 2
+    assert [len(s) for s in out] == [5, 5]  # 4 feature layers + the score map
+    assert out[0][-1].shape[1] == 1
+    assert out[1][-1].shape[-1] < out[0][-1].shape[-1]  # the second scale sees a half-size input
+    if name == "paper":
+        assert out[0][0].shape[1] == 64  # ndf 64
+
+
+def test_unit_vectors_head_needs_three_channels():
+    with pytest.raises(ValueError, match="3 output channels"):
+        GlobalGenerator(3, 1, ngf=4, n_down=1, n_blocks=1, output="unit_vectors")
+    with pytest.raises(ValueError, match="unknown output head"):
+        GlobalGenerator(3, 3, ngf=4, n_down=1, n_blocks=1, output="sigmoid")
+    assert isinstance(MultiscaleDiscriminator(3, 8, 3, 1).scales[0], torch.nn.Module)
