@@ -128,6 +128,7 @@ def test_out_of_range_seeds_are_refused(seed, capsys):
     assert "seed must be an integer in [0, 9223372036854775807]" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_head_seed_n_is_subject_n(tmp_path):
     # Found: `head --seed N` was 1.9 cm away from the dataset's subject N.
     from avatarme_edu.lightstage.subjects import make_subject
@@ -161,6 +162,7 @@ def test_impossible_work_is_refused_at_once(tmp_path, capsys, monkeypatch):
     assert time.perf_counter() - t < 10
 
 
+@pytest.mark.slow
 def test_demo_rerun_keeps_the_users_files(tmp_path):
     # Found: re-running demo replaced DIR/export/ whole, deleting a user's own file there.
     out = tmp_path / "out"
@@ -185,6 +187,7 @@ def test_dataset_verify_lists_what_is_wrong(tmp_path, capsys):
     assert "subject_0001/neutral.safetensors" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     import signal
     import time
@@ -202,6 +205,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     assert not list(out.glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_capture_prints_the_same_with_any_thread_count(capsys):
     # Found: the last digits of `capture` changed with the thread count (146.26 vs 146.27 dB at
     # 384x576: an exact recovery's PSNR is float rounding noise). It now prints "exact".
@@ -219,6 +223,7 @@ def test_capture_prints_the_same_with_any_thread_count(capsys):
     assert line[2] == "exact" and 20 < float(line[1]) < 60
 
 
+@pytest.mark.slow
 def test_interrupted_demo_leaves_no_partial_files(tmp_path):
     # Found: an interrupted demo left uv_maps.part.png and printed a traceback.
     import signal

@@ -179,6 +179,7 @@ def test_every_subpackage_has_a_public_face():
     assert callable(make_subject) and callable(wild_texture) and callable(make_dataset)
 
 
+@pytest.mark.slow
 def test_importing_a_subpackage_loads_none_of_its_modules_and_python_m_runs_a_module_once():
     import subprocess
     import sys

@@ -207,6 +207,7 @@ def test_bad_map_files_are_one_line_naming_the_file(tmp_path, content):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_save_tensors_gives_the_same_bytes_every_time(tmp_path):
     # Found: the safetensors header listed its metadata in a different order in each process.
     from avatarme_edu.maps_io import load_tensors, save_tensors

@@ -24,6 +24,7 @@ def expected_generator_params(c_in, c_out, ngf, n_down, n_blocks):
     return total + n_blocks * 2 * conv(ngf * 2 ** n_down, ngf * 2 ** n_down, 3)
 
 
+@pytest.mark.slow
 def test_paper_global_generator_has_about_182m_parameters():
     p = get_profile("paper", device="cpu")
     g = generator_from_profile(p, 3, 3)
@@ -34,6 +35,7 @@ def test_paper_global_generator_has_about_182m_parameters():
 
 
 @pytest.mark.parametrize("name,hw", [("cpu", (16, 24)), ("paper", (32, 48))])
+@pytest.mark.slow
 def test_generator_shapes_and_ranges_on_both_profiles(name, hw):
     p = get_profile(name, device="cpu")
     torch.manual_seed(0)

@@ -75,6 +75,7 @@ def _parse(argv):
     return parser.parse_args(argv)
 
 
+@pytest.mark.slow
 def test_train_command_on_a_light_stage_dataset(tmp_path, small_dataset, capsys):
     out = tmp_path / "run"
     args = _parse(["train", "specular_albedo", "--profile", "cpu", "--device", "cpu", "--data", str(small_dataset),

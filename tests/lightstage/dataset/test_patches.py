@@ -8,6 +8,7 @@ from avatarme_edu.lightstage import dataset as ds
 from avatarme_edu.maps_io import load_tensors
 
 
+@pytest.mark.slow
 def test_dataloader_workers_give_the_same_batches(small_data, tiny):
     data = ds.PatchDataset(small_data, "train", tiny, length=16, seed=5)
     one = list(torch.utils.data.DataLoader(data, batch_size=8, num_workers=0))

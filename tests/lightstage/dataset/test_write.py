@@ -39,6 +39,7 @@ def test_resume_with_a_smaller_n_is_refused(small_data, tiny, tmp_path):
     assert (path / "manifest.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_same_dataset_same_bytes(small_data, tiny, tmp_path):
     ds.make_dataset(6, 0, tiny, tmp_path / "again", progress=False, workers=0)
     for f in sorted(small_data.rglob("*.*")):
