@@ -7,8 +7,10 @@ import torch.nn.functional as F
 from avatarme_edu.lightstage import dataset as ds
 from avatarme_edu.maps_io import load_tensors
 
+# every test here reads a dataset that a fixture writes first (seconds): slow
+pytestmark = pytest.mark.slow
 
-@pytest.mark.slow
+
 def test_dataloader_workers_give_the_same_batches(small_data, tiny):
     data = ds.PatchDataset(small_data, "train", tiny, length=16, seed=5)
     one = list(torch.utils.data.DataLoader(data, batch_size=8, num_workers=0))

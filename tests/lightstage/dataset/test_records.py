@@ -7,6 +7,9 @@ import pytest
 
 from avatarme_edu.lightstage import dataset as ds
 
+# every test here reads a dataset that a fixture writes first (seconds): slow
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def copy(small_data, tmp_path):

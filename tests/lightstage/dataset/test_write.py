@@ -14,6 +14,7 @@ import pytest
 from avatarme_edu.lightstage import dataset as ds
 
 
+@pytest.mark.slow
 def test_resume_rewrites_what_fails_its_checksum(small_data, tiny, tmp_path):
     # Found: a resume reported success over a truncated file.
     path = tmp_path / "copy"
@@ -29,6 +30,7 @@ def test_resume_rewrites_what_fails_its_checksum(small_data, tiny, tmp_path):
     assert ds.verify_dataset(path) == [] and (path / "manifest.json").read_bytes() != b""
 
 
+@pytest.mark.slow
 def test_resume_with_a_smaller_n_is_refused(small_data, tiny, tmp_path):
     # Found: `dataset 3` on a 6-subject folder shrank the manifest and orphaned subjects 3-5.
     path = tmp_path / "copy"
