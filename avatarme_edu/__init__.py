@@ -7,7 +7,8 @@ Layers, lowest first. A module imports only from its own layer or a lower one, n
 two modules import each other (``tests/test_layers.py`` reads this list and checks the import graph,
 function-local imports included):
 
-    0  base: profiles, color, imaging, reflectance, metrics, tiling, maps_io, public (any other top-level module)
+    0  base: profiles, color, imaging, reflectance, metrics, tiling, maps_io, public, resources (and any
+       other top-level module)
     1  geometry: meshes, the EduHead model, rasterising, UV baking, texel sizes
     2  optics: physics shared by the renderer and the light stage - BRDF lobes, subsurface blur, shadow maps
     3  render: lights, texture-space shading, views, exports and viewers
@@ -18,7 +19,8 @@ function-local imports included):
     7  figures: every plot and display panel
     8  demo, cli: the programs
 
-Each subpackage's ``__init__`` lists its public face in ``__all__``.
+Each subpackage's ``__init__`` lists its public face in ``__all__``. The technical design (data flow,
+conventions, profiles, layout, tests) is ``docs/design.md`` in the repository.
 """
 
 from avatarme_edu.profiles import Profile, get_profile

@@ -1,6 +1,6 @@
 """Map files on disk (PNG) and user photos.
 
-Each kind of map has one file format (DESIGN.md section 2):
+Each kind of map has one file format (docs/design.md section 2):
 
 =========  ==========================  ==========================================================
 kind       in memory                   on disk

@@ -1,4 +1,4 @@
-"""The virtual light stage: where the ground truth and the training data come from (DESIGN.md section 4).
+"""The virtual light stage: where the ground truth and the training data come from (docs/design.md section 4).
 
 * :mod:`~avatarme_edu.lightstage.skin_params`, :mod:`~avatarme_edu.lightstage.pigments`,
   :mod:`~avatarme_edu.lightstage.relief`, :mod:`~avatarme_edu.lightstage.skin` - procedural skin;

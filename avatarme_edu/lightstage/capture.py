@@ -65,7 +65,7 @@ def lambertian_integral(stage: LightStage) -> float:
 
 @dataclass
 class GradientImages:
-    """The eight photographs of a capture, resampled into UV space (DESIGN.md section 2 layout).
+    """The eight photographs of a capture, resampled into UV space (docs/design.md section 2 layout).
 
     * ``cross``, ``parallel``: ``(4, 3, H, W)`` float32 linear RGB radiance, one image per pattern in
       ``PATTERN_NAMES`` order (x, y, z, o). A white Lambertian plane facing up reads 1 under ``P_o``.
