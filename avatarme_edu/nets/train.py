@@ -240,7 +240,7 @@ def run_train(args) -> int:
     import shlex
     import sys
 
-    from avatarme_edu.lightstage.dataset import PatchDataset, make_dataset
+    from avatarme_edu.lightstage.dataset import PatchDataset, make_dataset, patch_loader
     from avatarme_edu.nets.tasks import DELIGHT_VARIANTS, get_task
     from avatarme_edu.nets.validate import held_out_batch, validator
     from avatarme_edu.profiles import get_profile
@@ -265,7 +265,7 @@ def run_train(args) -> int:
     train_set = PatchDataset(data, "train", profile, keys=task.keys)  # fails early on a bad dataset
 
     def make_batches():
-        return train_set.batches(args.batch_size, torch.Generator().manual_seed(args.seed))
+        return patch_loader(data, "train", profile, args.batch_size, keys=task.keys, seed=args.seed)
 
     val = None
     if args.val_every > 0:

@@ -19,10 +19,9 @@ from avatarme_edu.profiles import Profile
 
 def held_out_batch(data: str | os.PathLike, task: Task, profile: Profile, n: int = 8, seed: int = 0) -> dict:
     """``n`` patches of the dataset's held-out identities, the same ones for the same ``seed``."""
-    from avatarme_edu.lightstage.dataset import PatchDataset
+    from avatarme_edu.lightstage.dataset import patch_loader
 
-    ds = PatchDataset(data, "held_out", profile, keys=task.keys)
-    return ds.sample(n, torch.Generator().manual_seed(seed))
+    return next(iter(patch_loader(data, "held_out", profile, n, keys=task.keys, seed=seed, n_batches=1)))
 
 
 def _side_by_side(x: torch.Tensor) -> torch.Tensor:

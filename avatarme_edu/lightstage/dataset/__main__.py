@@ -7,8 +7,12 @@ import sys
 
 from avatarme_edu.lightstage.dataset.write import write_sample_subject
 
+USAGE = "usage: python -m avatarme_edu.lightstage.dataset --sample   (datasets: avatarme-edu dataset N --out DIR)"
+
 if __name__ == "__main__":
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(USAGE)
+        sys.exit(0)
     if sys.argv[1:] != ["--sample"]:
-        sys.exit("usage: python -m avatarme_edu.lightstage.dataset --sample   "
-                 "(datasets: avatarme-edu dataset N --out DIR)")
+        sys.exit(USAGE)
     print(write_sample_subject())
