@@ -35,7 +35,8 @@ from avatarme_edu.fitting.dlib_models import LANDMARKS_68, import_dlib, model_pa
 
 MAX_WORK_SIDE = 1024    # px: larger photos are down-sampled for detection
 MIN_WORK_SIDE = 320     # px: smaller photos are up-sampled for detection
-BORDER = 0.15           # mirrored border added around the working image, as a fraction of its size
+BORDER = 0.15           # mirrored border around the working image, as a fraction of its size ...
+MAX_BORDER = 48         # ... up to this many pixels (it only matters for tight crops; it costs time)
 DETECT_THRESHOLD = -0.5  # low on purpose: the landmark check below removes the false alarms
 MIN_PLAUSIBILITY = 1.2  # first + re-detection score of a real face (faces here: 2.8 to 4.3, non-faces < 0.5)
 _CHIP, _CHIP_PADDING = 200, 0.5  # the chip used for re-detection: the face fills its middle half
@@ -95,6 +96,8 @@ def as_uint8_rgb(image) -> np.ndarray:
         a = a[:, :, None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
         raise ValueError(f"a photo array must be (H, W), (H, W, 3) or (H, W, 4); got shape {a.shape}")
+    if a.dtype == np.uint8 and a.shape[2] != 4:  # the common case: no float copy of a large photo
+        return np.ascontiguousarray(np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a)
     if a.dtype == np.uint8:
         f = a.astype(np.float32) / 255.0
     elif a.dtype == np.uint16:
@@ -145,7 +148,7 @@ def _working_image(rgb: np.ndarray) -> tuple[np.ndarray, float, int]:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
         work = cv2.resize(rgb, size, interpolation=interp)
-    border = int(round(BORDER * min(work.shape[:2])))
+    border = min(int(round(BORDER * min(work.shape[:2]))), MAX_BORDER)
     work = cv2.copyMakeBorder(work, border, border, border, border, cv2.BORDER_REFLECT_101)
     return np.ascontiguousarray(work), scale, border
 

@@ -1,5 +1,6 @@
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from avatarme_edu.fitting.landmarks import (Face, FaceNotFoundError, SeveralFace
                                             detect_face, detect_faces)
 from avatarme_edu.maps_io import PhotoWarning, load_photo
 
-from .conftest import PHOTOS
+PHOTOS = Path(__file__).resolve().parents[2] / "data_samples" / "photos"
 
 # Hand-checked on a 4x zoom of the astronaut photo with the landmarks drawn on it (x, y pixels):
 # pupils, nose tip, mouth centre, chin. The mission patch, which dlib's raw detector also
