@@ -13,11 +13,11 @@ from avatarme_edu.fitting.dlib_models import DlibModelError
 from avatarme_edu.fitting.face_align import face_chip, similarity_from_landmarks
 from avatarme_edu.fitting.identity import (SAME_PERSON_DISTANCE, DlibFaceNet, descriptor_distance,
                                            identity_loss, load_face_net)
-from avatarme_edu.fitting.landmarks import (Face, FaceNotFoundError, SeveralFacesWarning, detect_face,
-                                            detect_faces)
+from avatarme_edu.fitting.landmarks import (Face, FaceNotFoundError, FaceWarning, SeveralFacesWarning,
+                                            UncertainFaceWarning, detect_face, detect_faces)
 
 __all__ = [
     "DlibModelError", "face_chip", "similarity_from_landmarks", "SAME_PERSON_DISTANCE", "DlibFaceNet",
     "descriptor_distance", "identity_loss", "load_face_net", "Face", "FaceNotFoundError",
-    "SeveralFacesWarning", "detect_face", "detect_faces",
+    "FaceWarning", "SeveralFacesWarning", "UncertainFaceWarning", "detect_face", "detect_faces",
 ]

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from avatarme_edu.fitting.landmarks import (Face, FaceNotFoundError, SeveralFacesWarning, as_uint8_rgb,
-                                            detect_face, detect_faces)
+from avatarme_edu.fitting.landmarks import (Face, FaceNotFoundError, SeveralFacesWarning,
+                                            UncertainFaceWarning, _iou, as_uint8_rgb, detect_face, detect_faces)
 from avatarme_edu.maps_io import PhotoWarning, load_photo
 
 PHOTOS = Path(__file__).resolve().parents[2] / "data_samples" / "photos"
@@ -55,6 +55,21 @@ def test_several_faces_take_the_largest_and_say_so(photos):
     assert face.note.startswith("2 faces found")
     assert face.box[2] < 417  # Obama's, the larger face, on the left
     assert len(detect_faces(group)) == 2
+
+
+def test_a_blurred_face_is_taken_with_a_warning(photos):
+    import cv2
+    blurred = cv2.GaussianBlur(photos["astronaut"], (0, 0), 3)
+    with pytest.warns(UncertainFaceWarning, match="low confidence"):
+        face = detect_face(blurred)
+    assert face.plausibility < 1.2 and face.note.startswith("low confidence")
+    _check_astronaut(face, tol=10.0)
+
+
+def test_iou():
+    assert _iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert _iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert _iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
 
 
 def test_no_face_is_a_clear_error():
