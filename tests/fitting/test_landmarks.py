@@ -72,6 +72,16 @@ def test_iou():
     assert _iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
 
 
+def test_synthetic_renders_are_faces_too():
+    for name in ("synthetic_0000_front", "synthetic_0001_front", "synthetic_0000_three_quarter"):
+        img = np.array(Image.open(PHOTOS / f"{name}.jpg").convert("RGB"))
+        face = detect_face(img)
+        eyes = face.landmarks[36:48].mean(0)
+        # the head is centred in the 384x384 render, eyes a little above the middle
+        assert 120 < eyes[0] < 264 and 120 < eyes[1] < 200, (name, eyes)
+        assert face.plausibility > 1.2
+
+
 def test_no_face_is_a_clear_error():
     rocket = np.array(Image.open(PHOTOS / "astronaut.jpg").convert("RGB"))[:300, 330:]  # shuttle, flag: no face
     for img in (rocket, np.full((300, 300, 3), 128, np.uint8),
