@@ -103,3 +103,9 @@ def test_descriptor_distance_and_bad_input(face_net):
     with pytest.raises(ValueError, match=r"face chips must be \(N, 3, 150, 150\)"):
         face_net(torch.zeros(1, 3, 100, 100))
     assert face_net.num_layers() == 132
+
+
+def test_load_face_net_is_shared_per_device(face_net):
+    from avatarme_edu.fitting.identity import load_face_net
+    assert load_face_net() is face_net and load_face_net(device="cpu") is face_net
+    assert not any(p.requires_grad for p in face_net.parameters()) and not face_net.training
