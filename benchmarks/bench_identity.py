@@ -69,7 +69,8 @@ def main() -> None:
     with torch.no_grad():
         t1 = best_of(lambda: net(x))
         t16 = best_of(lambda: net(x16), 3)
-    print(f"\nparse the .dat file: {t_parse:.3f} s, with building the torch module: {t_build:.3f} s; forward per 150x150 chip: {1e3 * t1:.1f} ms alone, "
+    print(f"\nparse the .dat file: {t_parse:.3f} s, with building the torch module: {t_build:.3f} s; "
+          f"forward per 150x150 chip: {1e3 * t1:.1f} ms alone, "
           f"{1e3 * t16 / 16:.1f} ms in a batch of 16 ({torch.get_num_threads()} torch threads)")
 
 

@@ -2,7 +2,8 @@
 
 dlib's HOG detector (Dalal-Triggs features, five sliding-window filters) is fast but also fires on
 things that are not faces: on scikit-image's astronaut photo it finds the face and the round mission
-patch (a box as large as the face's), and with a lower threshold the name badge too. So every box is checked before it counts:
+patch (a box as large as the face's), and with a lower threshold the name badge too. So every box
+is checked before it counts:
 
 1. its 68 landmarks are placed by dlib's shape predictor (Kazemi and Sullivan 2014, trained on
    iBUG 300-W: **research use only**, 300-W's terms exclude commercial use);

@@ -38,7 +38,8 @@ def test_chip_of_a_large_face_uses_dlibs_pyramid(photos, faces, dlib_shape):
     import dlib
     big = cv2.resize(photos["astronaut"], (2048, 2048), interpolation=cv2.INTER_CUBIC)
     lm = faces["astronaut"].landmarks * 4.0 + 1.5  # where the landmarks land after the x4 resize
-    face = type(faces["astronaut"])(box=(0, 0, 1, 1), landmarks=np.round(lm).astype(np.float32), score=0, plausibility=0)
+    face = type(faces["astronaut"])(box=(0, 0, 1, 1), landmarks=np.round(lm).astype(np.float32), score=0,
+                                    plausibility=0)
     ref = dlib.get_face_chip(big, dlib_shape(face), 150, 0.25).astype(np.float32)
     lm_t = torch.from_numpy(face.landmarks)
     assert pyramid_levels(similarity_from_landmarks(lm_t)) == 1
