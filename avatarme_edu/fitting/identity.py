@@ -108,7 +108,7 @@ class DlibFaceNet(nn.Module):
         inp = layers[-1].values
         self.chip_size = (inp["rows"], inp["cols"])
         self.register_buffer("mean_rgb", torch.tensor(inp["mean_rgb"], dtype=torch.float32).view(1, 3, 1, 1))
-        # Inner to outer, the order data flows. Each step: (kind, tag, module index or None).
+        # Inner to outer, the order data flows. Each step: (kind, tag id, info: module index or pool sizes).
         self.steps: list[tuple[str, int | None, dict]] = []
         self.convs = nn.ModuleList()
         self.affines = nn.ParameterList()
@@ -125,6 +125,8 @@ class DlibFaceNet(nn.Module):
                 info["index"] = len(self.convs)
                 self.convs.append(conv)
             elif kind == "affine":
+                if not v["conv_mode"]:
+                    raise ValueError("affine layers in fully-connected mode are not supported (none in this net)")
                 info["index"] = len(self.affines)
                 gb = torch.stack([torch.from_numpy(v["gamma"]), torch.from_numpy(v["beta"])])
                 self.affines.append(nn.Parameter(gb.view(2, 1, -1, 1, 1)))
