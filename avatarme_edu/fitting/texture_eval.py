@@ -102,7 +102,7 @@ def evaluate_held_out(model: TextureGAN, train: dict, held_out: dict, steps: int
                       lr: float = 0.05) -> dict:
     """Held-out reconstruction PSNR (dB) of PCA and of the GAN (in ``w`` and ``w+``) on the same textures.
 
-    ``train`` / ``held_out``: what :func:`~avatarme_edu.fitting.texture_gan_train.load_textures` returns
+    ``train`` / ``held_out``: what :func:`~avatarme_edu.fitting.texture_data.load_textures` returns
     for the two splits. Returns ``{"psnr": {name: dB}, "dims": {name: latent numbers}, ...}``.
     """
     targets, masks = held_out["textures"], held_out["masks"]
@@ -178,7 +178,7 @@ def plot_texture_samples(model: TextureGAN, n_samples: int = 6, n_interp: int = 
 
 def main(argv: list[str] | None = None) -> int:
     from avatarme_edu.fitting.texture_gan import load_texture_gan, update_manifest
-    from avatarme_edu.fitting.texture_gan_train import load_textures
+    from avatarme_edu.fitting.texture_data import load_textures
     from avatarme_edu.profiles import get_profile
 
     p = argparse.ArgumentParser(prog="python -m avatarme_edu.fitting.texture_eval",

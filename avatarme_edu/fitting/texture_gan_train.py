@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avatarme_edu.fitting.texture_data import load_textures
 from avatarme_edu.fitting.texture_gan import (Discriminator, GANConfig, TextureGAN, default_weights_path,
                                               save_texture_gan, update_manifest)
 from avatarme_edu.profiles import Profile
@@ -61,63 +62,15 @@ class TrainSettings:
     seed: int = 0
     checkpoint_every: int = 100
     log_every: int = 10
+    lr_decay_steps: int = 0  # > 0: the learning rates fall linearly to 0 over the last this many steps
 
     def __post_init__(self):
+        if not isinstance(self.lr_decay_steps, int) or self.lr_decay_steps < 0:
+            raise ValueError(f"lr_decay_steps must be an int >= 0, got {self.lr_decay_steps!r}")
         for k in ("steps", "batch_size", "r1_every", "checkpoint_every", "log_every"):
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{k} must be an int >= 1, got {v!r}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Data: the wild textures of one split
-# ----------------------------------------------------------------------------------------------
-
-
-def load_textures(path: str | os.PathLike, split: str, profile: Profile) -> dict:
-    """The fitted wild textures of one split of a dataset: ``{"textures", "masks", "ids", "seed"}``.
-
-    ``textures`` ``(N, 3, H, W)`` float32 linear RGB at ``profile.texture_hw``, ``masks`` ``(N, H, W)``
-    bool, ``ids`` the identity of each (one entry per stored expression), ``seed`` the dataset's seed.
-    Which identities are in ``split`` is decided by :func:`~avatarme_edu.lightstage.dataset.is_held_out`;
-    for ``"train"`` a held-out identity is never opened, and a dataset whose files say otherwise is refused.
-    """
-    from safetensors import safe_open
-
-    from avatarme_edu.lightstage.dataset import SPLITS, is_held_out, read_manifest, read_subject_record, split_of
-
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid splits are: {', '.join(SPLITS)}")
-    manifest = read_manifest(path)
-    if manifest.get("format") != "safetensors":
-        raise ValueError(f"{str(path)!r} is a {manifest.get('format')!r} dataset; the GAN reads safetensors datasets")
-    if list(manifest["texture_hw"]) != list(profile.texture_hw):
-        raise ValueError(f"the dataset's textures are {manifest['texture_hw']} but profile {profile.name!r} "
-                         f"fits {list(profile.texture_hw)}")
-    for s in manifest["subjects"]:  # the rule decides; files that disagree with it are not trusted
-        if s["split"] != split_of(s["id"]):
-            raise ValueError(f"{str(path)!r} lists identity {s['id']} as {s['split']!r} but it is "
-                             f"{split_of(s['id'])!r} by the rule; refusing to read this dataset")
-    textures, masks, ids = [], [], []
-    for s in manifest["subjects"]:
-        if split_of(s["id"]) != split:
-            continue  # never opened
-        folder = Path(path) / s["dir"]
-        rec = read_subject_record(folder)
-        if rec["id"] != s["id"] or rec.get("split") != split:
-            raise ValueError(f"{str(folder)!r} holds identity {rec['id']} ({rec.get('split')}), not {s['id']} "
-                             f"({split}); refusing to read this dataset")
-        for e in rec["expressions"]:
-            with safe_open(str(folder / f"{e}.safetensors"), framework="pt") as f:
-                textures.append(f.get_tensor("texture_low").float())
-                masks.append(f.get_tensor("mask_low").bool())
-            ids.append(int(rec["id"]))
-    if split == "train":
-        # the one rule that must never break: no held-out identity reaches training
-        assert not any(is_held_out(i) for i in ids), "held-out identities in the training textures"
-    if not ids:
-        raise ValueError(f"the {split!r} split of {str(path)!r} is empty")
-    return {"textures": torch.stack(textures), "masks": torch.stack(masks), "ids": ids, "seed": manifest["seed"]}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,6 +149,24 @@ def save_checkpoint(state: _State, folder: Path, meta: dict) -> Path:
     return f
 
 
+def init_from_checkpoint(state: _State, file: Path, meta: dict) -> None:
+    """Start from another run's networks and codes (fresh optimisers and step 0): a second training stage."""
+    from safetensors import safe_open
+
+    if not Path(file).is_file():
+        raise FileNotFoundError(f"no checkpoint at {str(file)!r} to start from")
+    with safe_open(str(file), framework="pt") as f:
+        info = json.loads(f.metadata()["info"])
+        tensors = {k: f.get_tensor(k) for k in f.keys() if k.split(".")[0] in ("model", "disc", "codes")}
+    for key in ("config", "ids"):
+        if info.get(key) != meta[key]:
+            raise ValueError(f"{str(file)!r} was trained with other {key}; it cannot start this run")
+    state.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state.disc.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("disc.")})
+    with torch.no_grad():
+        state.codes.weight.copy_(tensors["codes"])
+
+
 def load_checkpoint(state: _State, file: Path, meta: dict) -> None:
     """Restore ``state`` from a checkpoint; refuses one made with other settings or data."""
     from safetensors import safe_open
@@ -203,10 +174,11 @@ def load_checkpoint(state: _State, file: Path, meta: dict) -> None:
     with safe_open(str(file), framework="pt") as f:
         info = json.loads(f.metadata()["info"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    for key in ("config", "settings", "ids"):
-        old, new = info.get(key), meta[key]
+    for key in ("config", "settings", "ids", "init_from"):
+        old, new = info.get(key), meta.get(key)
         if key == "settings":  # more steps (or another checkpoint rhythm) may be asked for on resuming
-            old = {k: v for k, v in (old or {}).items() if k not in ("steps", "checkpoint_every")}
+            old = {**dataclasses.asdict(TrainSettings()), **(old or {})}  # settings added later: defaults
+            old = {k: v for k, v in old.items() if k not in ("steps", "checkpoint_every")}
             new = {k: v for k, v in new.items() if k not in ("steps", "checkpoint_every")}
         if old != new:
             raise ValueError(f"{str(file)!r} was made with other {key} ({old} != {new}); use another --out "
@@ -236,6 +208,12 @@ def train_step(state: _State, textures: Tensor, masks: Tensor, settings: TrainSe
     """One generator step (adversarial + reconstruction) and one discriminator step; returns the losses."""
     model, disc = state.model, state.disc
     n_levels, B = model.cfg.n_levels, settings.batch_size
+    if settings.lr_decay_steps:  # a function of the step alone, so resuming gives the same rates
+        left = max(0, settings.steps - state.step)
+        factor = min(1.0, left / settings.lr_decay_steps)
+        for opt, lr in ((state.opt_g, settings.lr_g), (state.opt_d, settings.lr_d), (state.opt_c, settings.lr_codes)):
+            for group in opt.param_groups:
+                group["lr"] = lr * factor
     idx = torch.randint(textures.shape[0], (B,), generator=state.rng)
     real, mask = textures[idx], masks[idx]
     z = torch.randn(B, model.cfg.z_dim, generator=state.rng)
@@ -281,12 +259,15 @@ def machine() -> dict:
 
 def train_texture_gan(data: str | os.PathLike, out: str | os.PathLike, profile: Profile,
                       settings: TrainSettings = TrainSettings(), cfg: GANConfig | None = None,
-                      resume: bool = True, progress: bool = True, command: str | None = None) -> dict:
+                      resume: bool = True, progress: bool = True, command: str | None = None,
+                      init_from: str | os.PathLike | None = None) -> dict:
     """Train (or resume training) a texture GAN on the training textures of ``data``; returns the summary.
 
     Writes ``out/checkpoint.safetensors`` (every ``settings.checkpoint_every`` steps and at the end),
     ``out/log.json`` (losses every ``settings.log_every`` steps) and ``out/texture_gan.safetensors``
     (the trained generator). ``resume``: continue from ``out``'s checkpoint when there is one.
+    ``init_from``: a checkpoint of an earlier stage to start from (its networks and codes; used when
+    ``out`` has no checkpoint of its own yet).
     """
     from tqdm.auto import tqdm
 
@@ -298,7 +279,8 @@ def train_texture_gan(data: str | os.PathLike, out: str | os.PathLike, profile: 
     cfg = cfg or GANConfig.for_texture(profile.texture_hw)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"config": cfg.as_dict(), "settings": dataclasses.asdict(settings), "ids": ids}
+    meta = {"config": cfg.as_dict(), "settings": dataclasses.asdict(settings), "ids": ids,
+            "init_from": str(init_from) if init_from else None}
     meta = json.loads(json.dumps(meta))  # tuples as lists, as they come back from the file
     state = _new_state(cfg, textures, masks, settings)
     log: list[dict] = []
@@ -306,6 +288,8 @@ def train_texture_gan(data: str | os.PathLike, out: str | os.PathLike, profile: 
         load_checkpoint(state, out / CHECKPOINT, meta)
         if (out / LOG).is_file():
             log = [r for r in json.loads((out / LOG).read_text())["records"] if r["step"] <= state.step]
+    elif init_from is not None:
+        init_from_checkpoint(state, Path(init_from), meta)
 
     def write_log():
         tmp = out / f".tmp-{LOG}"
@@ -337,7 +321,8 @@ def train_texture_gan(data: str | os.PathLike, out: str | os.PathLike, profile: 
 
     state.model.update_w_stats()
     summary = {
-        "command": command, "data": str(data), "data_seed": data_["seed"], "n_identities": len(set(ids)),
+        "command": command, "init_from": meta["init_from"], "data": str(data), "data_command": data_["data_command"], "data_seed": data_["seed"],
+        "n_identities": len(set(ids)),
         "n_textures": len(ids), "held_out_rule": "identity id % 5 == 4 never read", "steps": state.step,
         "batch_size": settings.batch_size, "settings": meta["settings"], "config": meta["config"],
         "wall_s": round(state.wall_s, 1), "machine": machine(),
@@ -361,6 +346,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rec-weight", type=float, default=d.rec_weight, help="latent reconstruction loss weight")
     p.add_argument("--lr-codes", type=float, default=d.lr_codes, help="learning rate of the per-texture codes")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--lr-decay-steps", type=int, default=d.lr_decay_steps,
+                   help="learning rates fall linearly to 0 over the last N steps (0: constant)")
+    p.add_argument("--init-from", default=None, help="start from this checkpoint of an earlier stage")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if --out holds a checkpoint")
     p.add_argument("--export", action="store_true",
                    help="also write the weights to the profile's committed weights and MANIFEST.json")
@@ -386,12 +374,12 @@ def run_train_gan(args: argparse.Namespace) -> int:
 
     profile = get_profile(args.profile, args.device)
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, rec_weight=args.rec_weight,
-                             lr_codes=args.lr_codes,
+                             lr_codes=args.lr_codes, lr_decay_steps=args.lr_decay_steps,
                              seed=args.seed, checkpoint_every=args.checkpoint_every)
     command = "avatarme-edu train-gan " + " ".join(sys.argv[2:]) if "train-gan" in sys.argv[1:2] else \
         "python -m avatarme_edu.fitting.texture_gan_train " + " ".join(sys.argv[1:])
     summary = train_texture_gan(args.data, args.out, profile, settings, resume=not args.no_resume,
-                                progress=not args.no_progress, command=command)
+                                progress=not args.no_progress, command=command, init_from=args.init_from)
     print(f"trained {summary['steps']} steps on {summary['n_textures']} textures of {summary['n_identities']} "
           f"training identities in {summary['wall_s']:.0f} s: {Path(args.out) / WEIGHTS}")
     if args.export:

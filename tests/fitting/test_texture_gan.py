@@ -8,8 +8,8 @@ import torch
 
 from avatarme_edu.fitting.texture_gan import (GANConfig, TextureGAN, default_weights_path, load_texture_gan,
                                               save_texture_gan, update_manifest)
-from avatarme_edu.fitting.texture_gan_train import (TrainSettings, _new_state, load_textures, main,
-                                                    train_step, train_texture_gan)
+from avatarme_edu.fitting.texture_data import load_textures
+from avatarme_edu.fitting.texture_gan_train import TrainSettings, _new_state, main, train_step, train_texture_gan
 from avatarme_edu.profiles import get_profile
 
 TINY_HW = (24, 36)
@@ -190,3 +190,27 @@ def test_command_line_reports_a_bad_dataset_in_one_line(tmp_path, capsys):
     assert main([str(tmp_path), "--out", str(tmp_path / "o"), "--profile", "cpu", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "manifest.json" in err[0]
+
+
+def test_second_stage_starts_from_a_checkpoint_with_decaying_rates(tiny_data, tiny_profile, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = tiny_cfg()
+    first = TrainSettings(steps=2, batch_size=2, checkpoint_every=1, seed=1)
+    train_texture_gan(tiny_data, tmp_path / "a", tiny_profile, first, cfg, progress=False)
+    second = TrainSettings(steps=4, batch_size=2, checkpoint_every=1, seed=2, lr_decay_steps=4)
+    out = train_texture_gan(tiny_data, tmp_path / "b", tiny_profile, second, cfg, progress=False,
+                            init_from=tmp_path / "a" / "checkpoint.safetensors")
+    assert out["init_from"].endswith("checkpoint.safetensors") and out["steps"] == 4
+    # the last step ran at a quarter of the learning rate (1 of the last 4 steps left)
+    b = load_file(str(tmp_path / "b" / "checkpoint.safetensors"))
+    assert b["model.generator.const"].shape == (1, 8, 6, 9)
+    data = load_textures(tiny_data, "train", tiny_profile)
+    state = _new_state(cfg, data["textures"], data["masks"], second)
+    state.step = 3
+    train_step(state, data["textures"], data["masks"], second)
+    assert state.opt_g.param_groups[0]["lr"] == pytest.approx(second.lr_g / 4)
+    with pytest.raises(ValueError, match="other config"):
+        other = GANConfig(texture_hw=TINY_HW, z_dim=8, w_dim=8, mapping_layers=1, channels=(8, 8), d_channels=(4, 8))
+        train_texture_gan(tiny_data, tmp_path / "c", tiny_profile, second, other, progress=False,
+                          init_from=tmp_path / "a" / "checkpoint.safetensors")
