@@ -149,6 +149,15 @@ def save_checkpoint(state: _State, folder: Path, meta: dict) -> Path:
     return f
 
 
+def checkpoint_info(file: str | os.PathLike) -> dict:
+    """What a checkpoint records about its run: step, wall_s, settings, config, ids, init_from."""
+    from safetensors import safe_open
+
+    with safe_open(str(file), framework="pt") as f:
+        info = json.loads(f.metadata()["info"])
+    return {k: v for k, v in info.items() if k != "optimizers"}
+
+
 def init_from_checkpoint(state: _State, file: Path, meta: dict) -> None:
     """Start from another run's networks and codes (fresh optimisers and step 0): a second training stage."""
     from safetensors import safe_open
@@ -321,7 +330,10 @@ def train_texture_gan(data: str | os.PathLike, out: str | os.PathLike, profile: 
 
     state.model.update_w_stats()
     summary = {
-        "command": command, "init_from": meta["init_from"], "data": str(data), "data_command": data_["data_command"], "data_seed": data_["seed"],
+        "command": command, "init_from": meta["init_from"],
+        "init_from_run": ({k: v for k, v in checkpoint_info(init_from).items() if k in ("step", "wall_s", "settings")}
+                          if init_from else None),
+        "data": str(data), "data_command": data_["data_command"], "data_seed": data_["seed"],
         "n_identities": len(set(ids)),
         "n_textures": len(ids), "held_out_rule": "identity id % 5 == 4 never read", "steps": state.step,
         "batch_size": settings.batch_size, "settings": meta["settings"], "config": meta["config"],

@@ -202,6 +202,7 @@ def test_second_stage_starts_from_a_checkpoint_with_decaying_rates(tiny_data, ti
     out = train_texture_gan(tiny_data, tmp_path / "b", tiny_profile, second, cfg, progress=False,
                             init_from=tmp_path / "a" / "checkpoint.safetensors")
     assert out["init_from"].endswith("checkpoint.safetensors") and out["steps"] == 4
+    assert out["init_from_run"]["step"] == 2 and out["init_from_run"]["settings"]["seed"] == 1
     # the last step ran at a quarter of the learning rate (1 of the last 4 steps left)
     b = load_file(str(tmp_path / "b" / "checkpoint.safetensors"))
     assert b["model.generator.const"].shape == (1, 8, 6, 9)
