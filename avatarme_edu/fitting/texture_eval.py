@@ -98,7 +98,7 @@ def batch_psnr(pred: Tensor, target: Tensor, masks: Tensor) -> float:
     return psnr(side(pred), side(target), side(masks))
 
 
-def evaluate_held_out(model: TextureGAN, train: dict, held_out: dict, steps: int = 200,
+def evaluate_held_out(model: TextureGAN, train: dict, held_out: dict, steps: int = 600,
                       lr: float = 0.05) -> dict:
     """Held-out reconstruction PSNR (dB) of PCA and of the GAN (in ``w`` and ``w+``) on the same textures.
 
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                                 description="Held-out reconstruction PSNR of the texture GAN against PCA.")
     p.add_argument("data", help="the dataset the GAN was trained on (its held-out identities are tested)")
     p.add_argument("--weights", default=None, help="weights file (default: the profile's committed weights)")
-    p.add_argument("--steps", type=int, default=200, help="Adam steps of the latent fit")
+    p.add_argument("--steps", type=int, default=600, help="Adam steps of the latent fit")
     p.add_argument("--figure", default=None, help="write the samples + interpolation figure here (PNG)")
     p.add_argument("--manifest", action="store_true", help="record the numbers in the weights' MANIFEST.json")
     p.add_argument("--profile", default=None)
