@@ -9,10 +9,13 @@ stays on the generator's manifold of plausible skin. This module is the network 
 **Architecture (a StyleGAN-lite).** A mapping MLP takes ``z`` ``(N, z_dim)`` (normalised to the
 sphere first, so only its direction counts) to a style ``w`` ``(N, w_dim)``. The synthesis network
 starts from a learned constant at the base size (6x9 for the cpu profile's 96x144 texture) and doubles
-the size per level; every level is one 3x3 convolution, instance normalisation and a per-channel scale
-and shift computed from that level's ``w`` (AdaIN), then a leaky ReLU. Every level adds its own 1x1
-"to RGB" output to the up-sampled sum of the coarser ones (StyleGAN2's skip generator: the coarse
-levels learn the mean colour and shading first), and a sigmoid maps the sum into [0, 1].
+the size per level up to half the texture size (48x72); every level is one 3x3 convolution, instance
+normalisation and a per-channel scale and shift computed from that level's ``w`` (AdaIN), then a leaky
+ReLU. Every level adds its own 1x1 "to RGB" output to the up-sampled sum of the coarser ones
+(StyleGAN2's skip generator: the coarse levels learn colour and shading first); the sum is up-sampled
+bilinearly to the texture size (the wild textures are blurred: a 2x down- and up-sampling of them
+keeps 36 dB, and a full-size level would cost most of a CPU's training time), added to the logit of the
+training textures' mean, and a sigmoid maps it into [0, 1].
 
 **Latent spaces.** ``"w"``: one ``w`` for every level, ``latent_dim = w_dim``. ``"w+"``: one ``w`` per
 level, ``latent_dim = n_levels * w_dim`` - more freedom for the fit (Abdal et al. 2019), less
@@ -346,13 +349,15 @@ def load_texture_gan(profile: Profile, path: str | os.PathLike | None = None, la
     return model.to(profile.torch_device).eval().requires_grad_(False)
 
 
-def update_manifest(profile: Profile, key: str, fields: dict, weights_dir: str | os.PathLike | None = None) -> Path:
-    """Merge ``fields`` into entry ``key`` of ``<weights_dir>/<profile>/MANIFEST.json``, keeping every other entry."""
+def update_manifest(profile: Profile, key: str, fields: dict, weights_dir: str | os.PathLike | None = None,
+                    replace: bool = False) -> Path:
+    """Merge ``fields`` into entry ``key`` of ``<weights_dir>/<profile>/MANIFEST.json`` (``replace``: make
+    them the whole entry), keeping every other entry. ``weights_dir`` defaults to the profile's weights."""
     folder = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR / profile.name
     folder.mkdir(parents=True, exist_ok=True)
     f = folder / "MANIFEST.json"
     manifest = json.loads(f.read_text()) if f.is_file() else {}
-    manifest[key] = {**manifest.get(key, {}), **fields}
+    manifest[key] = {**({} if replace else manifest.get(key, {})), **fields}
     tmp = f.with_name(".tmp-MANIFEST.json")
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     os.replace(tmp, f)

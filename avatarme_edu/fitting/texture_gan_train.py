@@ -19,6 +19,10 @@ optimisers' states, the random generator's state, the log) goes to ``DIR/checkpo
 running the same command again resumes exactly where it stopped (the same numbers as an
 uninterrupted run). At the end the generator is written to ``DIR/texture_gan.safetensors``, and with
 ``--export`` also to the profile's committed weights (with its entry in ``MANIFEST.json``).
+
+The committed cpu weights were trained in two stages: a first run at a constant learning rate, then
+``--init-from`` its checkpoint with the reconstruction weighted higher and the learning rates falling
+linearly to 0 (``--lr-decay-steps``), which is where the reconstruction settles (see the manifest).
 """
 
 from __future__ import annotations
@@ -388,8 +392,7 @@ def run_train_gan(args: argparse.Namespace) -> int:
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, rec_weight=args.rec_weight,
                              lr_codes=args.lr_codes, lr_decay_steps=args.lr_decay_steps,
                              seed=args.seed, checkpoint_every=args.checkpoint_every)
-    command = "avatarme-edu train-gan " + " ".join(sys.argv[2:]) if "train-gan" in sys.argv[1:2] else \
-        "python -m avatarme_edu.fitting.texture_gan_train " + " ".join(sys.argv[1:])
+    command = getattr(args, "command_line", None) or "avatarme-edu " + " ".join(sys.argv[1:])
     summary = train_texture_gan(args.data, args.out, profile, settings, resume=not args.no_resume,
                                 progress=not args.no_progress, command=command, init_from=args.init_from)
     print(f"trained {summary['steps']} steps on {summary['n_textures']} textures of {summary['n_identities']} "
@@ -399,7 +402,8 @@ def run_train_gan(args: argparse.Namespace) -> int:
 
         model = load_texture_gan(profile, Path(args.out) / WEIGHTS)
         dest = save_texture_gan(model, default_weights_path(profile), summary)
-        update_manifest(profile, "texture_gan", {**summary, "file": dest.name})
+        # a new model: its entry replaces the old one (whose evaluation was of other weights)
+        update_manifest(profile, "texture_gan", {**summary, "file": dest.name}, replace=True)
         print(f"exported to {dest}")
     return 0
 
@@ -409,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                                 description="Train the texture GAN (training identities only).")
     _add_arguments(p)
     args = p.parse_args(argv)
+    args.command_line = "python -m avatarme_edu.fitting.texture_gan_train " + " ".join(
+        sys.argv[1:] if argv is None else argv)
     try:
         return run_train_gan(args)
     except (ValueError, FileNotFoundError) as e:

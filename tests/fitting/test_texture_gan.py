@@ -127,6 +127,8 @@ def test_update_manifest_keeps_other_entries(tmp_path):
     update_manifest(profile, "texture_gan", {"psnr": 30.0}, tmp_path)
     assert json.loads((tmp_path / "MANIFEST.json").read_text()) == {"rcan": {"steps": 5},
                                                                     "texture_gan": {"steps": 3, "psnr": 30.0}}
+    update_manifest(profile, "texture_gan", {"steps": 4}, tmp_path, replace=True)  # new weights: old numbers go
+    assert json.loads((tmp_path / "MANIFEST.json").read_text()) == {"rcan": {"steps": 5}, "texture_gan": {"steps": 4}}
 
 
 # ---- data and training ---------------------------------------------------------------------
