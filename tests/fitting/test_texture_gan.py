@@ -4,6 +4,8 @@ import json
 import shutil
 
 import pytest
+
+from avatarme_edu.lightstage.dataset.records import seal
 import torch
 
 from avatarme_edu.fitting.texture_gan import (GANConfig, TextureGAN, default_weights_path, load_texture_gan,
@@ -149,7 +151,8 @@ def test_held_out_identities_never_reach_training(tiny_data, tiny_profile, tmp_p
     manifest = json.loads((copy / "manifest.json").read_text())
     for s in manifest["subjects"]:
         s["split"] = "train"
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    # re-sealed, so the manifest's own checksum passes and the split rule itself must refuse it
+    (copy / "manifest.json").write_text(json.dumps(seal(manifest)))
     assert rec["split"] == "held_out"
     with pytest.raises(ValueError, match="refusing"):
         load_textures(copy, "train", tiny_profile)
