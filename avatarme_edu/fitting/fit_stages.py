@@ -24,7 +24,7 @@ from avatarme_edu.fitting.diff_render import FRONT_VIEW, PinholeCamera, rotation
 FOCAL_PER_CROP = 3.5  # focal length in crop widths
 CROP_MARGIN = 1.9  # crop side = this x the landmarks' larger extent (room for forehead and chin)
 # landmark weights: the jaw line (0-16) follows the silhouette, which dlib places less reliably
-LANDMARK_WEIGHTS = torch.tensor([0.5] * 17 + [1.0] * 51)
+LANDMARK_WEIGHTS = torch.tensor([0.1] * 17 + [1.0] * 51)
 
 
 @dataclass
@@ -40,7 +40,7 @@ class FitConfig:
     w_landmark: float = 1.0
     w_photo: float = 4.0
     w_identity: float = 0.3
-    w_identity_coeff: float = 2e-3
+    w_identity_coeff: float = 2e-2
     w_expression: float = 1e-2
     w_latent: float = 2e-3
     w_offset_smooth: float = 2.0

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
+import torch.nn.functional as F
 
 from avatarme_edu.profiles import Profile, get_profile
 
@@ -61,6 +62,15 @@ class PCATextureModel:
 
     def to(self, device) -> "PCATextureModel":
         return PCATextureModel(self.mean.to(device), self.components.to(device), self.stddev.to(device))
+
+    def resized(self, hw) -> "PCATextureModel":
+        """The same model at another texture size (mean and components area-resampled; for small tests)."""
+        k = self.latent_dim
+        comps = self.components.reshape(k, 3, *self.texture_hw)
+        mode = dict(mode="area") if hw[0] <= self.texture_hw[0] else dict(mode="bilinear", align_corners=False)
+        mean = F.interpolate(self.mean[None], size=tuple(hw), **mode)[0]
+        comps = F.interpolate(comps, size=tuple(hw), **mode).reshape(k, -1)
+        return PCATextureModel(mean, comps, self.stddev)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         z = latent.reshape(-1, self.latent_dim).to(self.mean)
