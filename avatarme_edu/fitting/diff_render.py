@@ -123,7 +123,8 @@ def barycentrics(face_index: torch.Tensor, xy: torch.Tensor, depth: torch.Tensor
 
     area = cross(b - a, c - a)
     area = torch.where(area.abs() < 1e-12, torch.full_like(area, 1e-12), area)
-    lam = torch.stack([cross(c - b, centre - b), cross(a - c, centre - c), cross(b - a, centre - a)], -1) / area[..., None]
+    lam = torch.stack([cross(c - b, centre - b), cross(a - c, centre - c), cross(b - a, centre - a)], -1)
+    lam = lam / area[..., None]
     z = depth[corners].clamp_min(1e-6)
     persp = lam / z
     norm = persp.sum(-1, keepdim=True)

@@ -82,12 +82,14 @@ class _Model:
         w = vertex_weights(head)
         self.photo_weight = w["photo"].to(device)
         # the free-form offset lives on the welded face vertices only (fewer unknowns, cheaper steps)
-        self.offset_ids = torch.nonzero((w["offset"] > 0.05) & (head.weld == torch.arange(head.n_vertices)))[:, 0].to(device)
+        first_copy = head.weld == torch.arange(head.n_vertices)
+        self.offset_ids = torch.nonzero((w["offset"] > 0.05) & first_copy)[:, 0].to(device)
         self.offset_weight = w["offset"].to(device)[self.offset_ids]
         edges = edge_list(head.faces, head.weld).to(device)
         in_set = torch.zeros(head.n_vertices, dtype=torch.bool, device=device)
         in_set[self.offset_ids] = True
-        self.edges = edges[:, in_set[edges[0]]]  # Laplacian rows of the offset's vertices (neighbours may be outside: 0)
+        # Laplacian rows of the offset's vertices (their neighbours outside the set count as 0)
+        self.edges = edges[:, in_set[edges[0]]]
         self.lm_ids = head.landmark_ids.to(device)
         lw = self.weld[self.lm_ids]
         self.lm_mean = head.mean[lw]
@@ -145,7 +147,8 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
     if isinstance(photo, (str, Path)):
         photo = load_photo(photo)
     if not torch.is_tensor(photo) or photo.ndim != 3 or photo.shape[0] != 3:
-        raise ValueError(f"photo must be a path or a (3, H, W) linear RGB tensor, got {getattr(photo, 'shape', photo)!r}")
+        raise ValueError("photo must be a path or a (3, H, W) linear RGB tensor, "
+                         f"got {getattr(photo, 'shape', photo)!r}")
     photo = photo.float().cpu().clamp(0, 1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -187,7 +190,8 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
         lm_loss = landmark_loss(cam.project(lm3)[0], target_lm, face_size)
         # the rotation and translation settle first; then the shape may follow
         shape_on = step >= config.landmark_steps // 3
-        reg = config.w_identity_coeff * (params.identity ** 2).sum() + config.w_expression * (params.expression ** 2).sum()
+        reg = config.w_identity_coeff * (params.identity ** 2).sum() \
+            + config.w_expression * (params.expression ** 2).sum()
         loss = config.w_landmark * lm_loss * 1e3 + (reg if shape_on else 0.0)
         opt.zero_grad()
         loss.backward()
@@ -204,7 +208,8 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
     # --- stage 3: the full objective ----------------------------------------------------------
     t0 = time.perf_counter()
     net, photo_desc = _identity_setup(photo, landmarks, device) if config.w_identity > 0 else (None, None)
-    names = ["rotation", "translation", "identity", "expression", "latent", "sh"] + (["offset"] if config.free_form else [])
+    names = ["rotation", "translation", "identity", "expression", "latent", "sh"]
+    names += ["offset"] if config.free_form else []
     for n in names:
         getattr(params, n).requires_grad_(True)
     opt = torch.optim.Adam(params.groups(names, config.lr))
@@ -245,7 +250,8 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
             loss = loss + config.w_identity * id_loss
             ident = id_loss.item()
         loss = loss + config.w_identity_coeff * (params.identity ** 2).sum() \
-            + config.w_expression * (params.expression ** 2).sum() + config.w_latent * texture_model.latent_prior(params.latent)
+            + config.w_expression * (params.expression ** 2).sum() \
+            + config.w_latent * texture_model.latent_prior(params.latent)
         if config.free_form:
             loss = loss + config.w_offset_smooth * model.offset_smoothness(params) \
                 + config.w_offset * (params.offset ** 2).sum(-1).mean()

@@ -5,7 +5,7 @@ Files written (each atomically: a temporary name, then renamed, so nothing half-
 | file | what |
 |---|---|
 | ``mesh.obj`` | the fitted head (EduHead topology, UVs), metres |
-| ``texture.png`` | the UV texture at the profile's fitted-texture size (sRGB PNG); exact values in ``fit.safetensors`` |
+| ``texture.png`` | the UV texture at the profile's fitted-texture size (sRGB PNG; exact: ``fit.safetensors``) |
 | ``visibility.png`` | the photo's share of each texel (white: from the photo, black: from the texture model) |
 | ``model_texture.png`` | the texture model's texture with the fitted light baked in |
 | ``overlay.png`` | the photo crop, the rendering over it, side by side |
@@ -97,7 +97,10 @@ def run_fit(args) -> int:
         raise ValueError(f"--out {str(out)!r} is a file; give a folder for the fit's outputs")
     if args.steps is not None and args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
-    tex = default_texture_model(profile) if args.texture_model == "auto" else load_texture_model(profile, args.texture_model)
+    if args.texture_model == "auto":
+        tex = default_texture_model(profile)
+    else:
+        tex = load_texture_model(profile, args.texture_model)
     config = FitConfig(free_form=not args.no_free_form)
     if args.steps is not None:
         config.full_steps = args.steps

@@ -11,9 +11,7 @@ seam is measured as the colour gradient in the blend band over the gradient else
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -179,7 +177,8 @@ def make_report(result, face, model) -> dict:
         "landmark_error_px": round(float(err.mean()), 3),
         "landmark_error_interocular": round(float(err.mean()) / max(iod, 1e-6), 4),
         "photometric_error": round(float(photo_err), 5),
-        "photometric_error_note": "mean |rendering - photo| over the rendered face, linear RGB in [0, 1], model texture + SH light",
+        "photometric_error_note": "mean |rendering - photo| over the rendered face, linear RGB in [0, 1], "
+                                  "model texture + SH light",
         "identity_distance_model_rendering": round(d_model, 4),
         "identity_distance_textured_rendering": round(d_tex, 4),
         "identity_found_by": {"model": how_model, "textured": how_tex},

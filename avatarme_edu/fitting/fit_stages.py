@@ -35,7 +35,7 @@ class FitConfig:
     landmark_steps: int = 100
     full_steps: int = 60
     raster_every: int = 5  # re-rasterise the visibility buffer every this many steps
-    identity_every: int = 10  # identity loss every this many steps (dlib's network: ~1-2 s per call with its gradient on 2 cores)
+    identity_every: int = 10  # identity loss every this many steps (dlib's net + gradient: ~1-2 s on 2 cores)
     free_form: bool = True  # the Laplacian-smooth per-vertex offset (face region)
     w_landmark: float = 1.0
     w_photo: float = 4.0
@@ -125,7 +125,8 @@ def initial_params(head, texture_model, crop: Crop, focal: float, sh: torch.Tens
     txy = (target.mean(0) - centre) * z / focal - cam_pts[:, :2].mean(0)
     return FitParams(
         rotation=torch.zeros(3, device=dev), translation=torch.stack([txy[0], txy[1], torch.tensor(tz, device=dev)]),
-        identity=torch.zeros(head.n_identity, device=dev), expression=torch.zeros(head.blendshape_offsets.shape[0], device=dev),
+        identity=torch.zeros(head.n_identity, device=dev),
+        expression=torch.zeros(head.blendshape_offsets.shape[0], device=dev),
         latent=texture_model.initial_latent(1).to(dev).clone(), sh=sh.to(dev).clone(),
         offset=torch.zeros(n_offset, 3, device=dev))
 
@@ -156,7 +157,8 @@ def laplacian(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     """Uniform graph Laplacian ``x_i - mean_{j ~ i} x_j`` of ``(V, C)`` values over ``edges`` ``(2, E)``."""
     n = values.shape[0]
     total = torch.zeros_like(values).index_add(0, edges[0], values[edges[1]])
-    degree = torch.zeros(n, device=values.device).index_add(0, edges[0], torch.ones(edges.shape[1], device=values.device))
+    ones = torch.ones(edges.shape[1], device=values.device)
+    degree = torch.zeros(n, device=values.device).index_add(0, edges[0], ones)
     has = degree > 0
     mean = total / degree.clamp_min(1)[:, None]
     return torch.where(has[:, None], values - mean, torch.zeros_like(values))

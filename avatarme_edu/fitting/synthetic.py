@@ -20,6 +20,7 @@ Run ``python -m avatarme_edu.fitting.synthetic --seeds 4 9 14 --out fit_syntheti
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -87,6 +88,12 @@ def synthetic_photo(seed: int, profile: Profile, pose_seed: int | None = None, h
                           (pitch, yaw, roll))
 
 
+@functools.lru_cache(maxsize=8)
+def _cached_photo(seed: int, profile: Profile) -> SyntheticPhoto:
+    """Photos are deterministic: one per seed and profile per process (comparing fit settings)."""
+    return synthetic_photo(seed, profile, head=_head().to(profile.device))
+
+
 def _head():
     from avatarme_edu.geometry.head import load_eduhead
 
@@ -146,10 +153,11 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
     rows = []
     for seed in seeds:
         t0 = time.perf_counter()
-        sp = synthetic_photo(int(seed), profile, head=head)
+        sp = _cached_photo(int(seed), profile)
         res = fit(sp.photo, profile, texture_model=texture_model, config=config, progress=progress, head=head)
         true_v = sp.subject.mesh.vertices.to(profile.device)
-        lm_fit = res.crop.to_photo(res.camera.project(res.mesh.vertices[head.landmark_ids.cpu()].to(profile.device))[0].cpu())
+        lm_vertices = res.mesh.vertices[head.landmark_ids.cpu()].to(profile.device)
+        lm_fit = res.crop.to_photo(res.camera.project(lm_vertices)[0].cpu())
         seen = res.visibility > 0.5
         rows.append({
             "seed": int(seed), "pose_deg": [round(x, 1) for x in sp.rotation_deg],
@@ -159,7 +167,8 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
             "landmark_error_vs_dlib_px": res.report["landmark_error_px"],
             "pose_error_deg": round(rotation_error_deg(res.camera.rotation.cpu(), sp.camera.rotation.cpu()), 2),
             "texture_psnr_face_db": round(psnr(res.texture, sp.texture, face_uv), 2),
-            "texture_psnr_seen_db": round(psnr(res.texture, sp.texture, seen & face_uv), 2) if bool((seen & face_uv).any()) else None,
+            "texture_psnr_seen_db": (round(psnr(res.texture, sp.texture, seen & face_uv), 2)
+                                     if bool((seen & face_uv).any()) else None),
             "texture_psnr_mean_texture_db": round(psnr(mean_tex, sp.texture, face_uv), 2),
             "identity_distance_textured_rendering": res.report["identity_distance_textured_rendering"],
             "seam_gradient_ratio": res.report.get("seam_gradient_ratio"),

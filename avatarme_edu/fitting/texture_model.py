@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     textures = training_textures(profile, args.identities, verbose=True)
     model = fit_pca(textures, args.components)
     kept = float((model.stddev ** 2).sum() / ((textures - textures.mean(0)) ** 2).sum(0).sum() * (len(textures) - 1))
-    path = model.save(args.out or pca_path(profile), {"identities": str(args.identities), "variance_kept": f"{kept:.4f}"})
+    meta = {"identities": str(args.identities), "variance_kept": f"{kept:.4f}"}
+    path = model.save(args.out or pca_path(profile), meta)
     print(f"wrote {path}: K = {model.latent_dim}, {kept:.1%} of the variance")
     return 0
 
