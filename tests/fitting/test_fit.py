@@ -86,3 +86,18 @@ def test_bad_photo_files(small, tmp_path):
             fit(path, profile, texture_model=tex, progress=False)
     with pytest.raises(ValueError, match="photo must be"):
         fit(torch.zeros(4, 100, 100), profile, texture_model=tex, progress=False)
+
+
+def test_fit_command_errors_are_one_line(tmp_path, capsys):
+    from avatarme_edu.fitting.fit_cli import main
+
+    photo = tmp_path / "wall.png"
+    Image.fromarray(np.full((160, 160, 3), 90, np.uint8)).save(photo)
+    out = tmp_path / "out"
+    assert main(["fit", str(photo), "--out", str(out), "--profile", "cpu", "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("avatarme-edu fit: error: no face found") and not out.exists()
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("keep me")
+    assert main(["fit", str(photo), "--out", str(a_file), "--profile", "cpu", "--device", "cpu"]) == 2
+    assert "is a file" in capsys.readouterr().err and a_file.read_text() == "keep me"
