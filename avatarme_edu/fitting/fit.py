@@ -82,7 +82,7 @@ class _Model:
         w = vertex_weights(head)
         self.photo_weight = w["photo"].to(device)
         # the free-form offset lives on the welded face vertices only (fewer unknowns, cheaper steps)
-        first_copy = head.weld == torch.arange(head.n_vertices)
+        first_copy = head.weld == torch.arange(head.n_vertices, device=head.weld.device)
         self.offset_ids = torch.nonzero((w["offset"] > 0.05) & first_copy)[:, 0].to(device)
         self.offset_weight = w["offset"].to(device)[self.offset_ids]
         edges = edge_list(head.faces, head.weld).to(device)

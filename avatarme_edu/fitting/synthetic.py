@@ -68,23 +68,25 @@ def synthetic_photo(seed: int, profile: Profile, pose_seed: int | None = None, h
     g = torch.Generator().manual_seed(1000 + (seed if pose_seed is None else pose_seed))
     u = torch.rand(3, generator=g, dtype=torch.float64) * 2 - 1
     pitch, yaw, roll = 10.0 * float(u[0]), max_yaw * float(u[1]), 6.0 * float(u[2])
-    rot = rotation_matrix(torch.tensor([math.radians(pitch), math.radians(yaw), math.radians(roll)])) @ FRONT_VIEW
     mesh = subject.mesh
+    dev = mesh.vertices.device
+    angles = torch.tensor([math.radians(pitch), math.radians(yaw), math.radians(roll)], device=dev)
+    rot = rotation_matrix(angles) @ FRONT_VIEW.to(dev)
     lm3 = mesh.vertices[head_landmark_ids(head)]
     centre = lm3.mean(0)
     focal = FOCAL * hw[1]
     spread = (lm3 - centre).norm(dim=-1).mean()
     depth = float(focal * spread / (FACE_FRACTION * hw[1] / 2.5))
-    translation = -rot @ centre + torch.tensor([0.0, 0.0, depth])
+    translation = -rot @ centre + torch.tensor([0.0, 0.0, depth], device=dev)
     cam = PinholeCamera(rot, translation, focal, (hw[1] / 2, hw[0] / 2), tuple(hw))
     ys, xs = torch.meshgrid(torch.linspace(0, 1, hw[0]), torch.linspace(0, 1, hw[1]), indexing="ij")
     tint = torch.rand(2, 3, generator=g) * 0.5 + 0.1
     background = tint[0][:, None, None] * (1 - ys) + tint[1][:, None, None] * ys + 0.05 * xs
     with torch.no_grad():
-        r = render(mesh.vertices, mesh.faces, mesh.uvs, wild.high, uniform_sh(), cam, background=background,
-                   weld=(head or _head()).weld)
-    texture = F.interpolate(wild.high[None], size=tuple(profile.texture_hw), mode="area")[0]
-    return SyntheticPhoto(r.image.clamp(0, 1), subject, wild, cam, texture, cam.project(lm3)[0],
+        r = render(mesh.vertices, mesh.faces, mesh.uvs, wild.high, uniform_sh(device=dev), cam,
+                   background=background.to(dev), weld=(head or _head()).weld.to(dev))
+    texture = F.interpolate(wild.high[None], size=tuple(profile.texture_hw), mode="area")[0].cpu()
+    return SyntheticPhoto(r.image.clamp(0, 1).cpu(), subject, wild, cam, texture, cam.project(lm3)[0].cpu(),
                           (pitch, yaw, roll))
 
 
@@ -148,7 +150,7 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
     head = _head().to(profile.device)
     texture_model = texture_model or default_texture_model(profile)
     weights = face_vertex_weights(head).to(profile.device)
-    face_uv = face_texels(profile, head)
+    face_uv = face_texels(profile, head).cpu()
     mean_tex = texture_model.decode(texture_model.initial_latent(1))[0].detach().cpu()
     rows = []
     for seed in seeds:
