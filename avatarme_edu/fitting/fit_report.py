@@ -1,0 +1,190 @@
+"""After the fit: the UV texture from the photo, the rendering over the photo, the report, the files,
+and the ``avatarme-edu fit PHOTO --out DIR`` command (:func:`add_fit_parser`, :func:`run_fit`).
+
+**Texture** (:func:`unwrap_texture`). Each texel of the fitted mesh's UV layout has a 3D point; it
+is projected into the photo and counts as *seen* when it faces the camera and is the nearest surface
+there (depth test against a z-buffer). Seen texels take the photo's colour; the others the texture
+model's, with the fitted SH light baked in and its colour matched to the photo over the seen
+texels. The photo's share is feathered (eroded, then blurred) so the two meet without a seam; the
+seam is measured as the colour gradient in the blend band over the gradient elsewhere (1 = no seam).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from avatarme_edu.fitting.diff_render import (PinholeCamera, barycentrics, rasterize, render, sh_shading,
+                                              uniform_sh, vertex_normals)
+from avatarme_edu.geometry.mesh import Mesh
+
+FACING_MIN = 0.2  # cosine between normal and view below which a texel counts as unseen (grazing)
+DEPTH_TOLERANCE = 0.004  # m: a texel this far behind the z-buffer is hidden
+FEATHER_TEXELS = 2  # erosion (and blur sigma) of the photo's share, in texels
+
+
+def _scaled_camera(cam: PinholeCamera, factor: float) -> PinholeCamera:
+    return PinholeCamera(cam.rotation, cam.translation, cam.focal * factor,
+                         (cam.principal[0] * factor, cam.principal[1] * factor),
+                         (int(round(cam.hw[0] * factor)), int(round(cam.hw[1] * factor))))
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    r = max(1, int(3 * sigma))
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma * sigma))
+    k = k / k.sum()
+    y = F.conv2d(F.pad(x[None, None], (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))[0, 0]
+
+
+def seam_ratio(texture: torch.Tensor, weight: torch.Tensor) -> float:
+    """Mean colour gradient where ``0.05 < weight < 0.95`` over the mean gradient elsewhere (1 = no seam)."""
+    gx = (texture[:, :, 1:] - texture[:, :, :-1]).abs().sum(0)[:-1, :]
+    gy = (texture[:, 1:, :] - texture[:, :-1, :]).abs().sum(0)[:, :-1]
+    g = gx + gy
+    w = weight[:-1, :-1]
+    band = (w > 0.05) & (w < 0.95)
+    if not bool(band.any()):
+        return float("nan")
+    return float(g[band].mean() / g[~band].mean().clamp_min(1e-8))
+
+
+def unwrap_texture(mesh: Mesh, model_texture: torch.Tensor, sh: torch.Tensor, cam: PinholeCamera, crop,
+                   photo: torch.Tensor, hw, weld: torch.Tensor | None = None):
+    """Photo texels where seen, the model elsewhere. Returns ``texture`` ``(3, H, W)``, the photo's
+    share ``(H, W)``, the model's lit texture ``(3, H, W)`` and a dict of numbers (seen fraction, seam)."""
+    from avatarme_edu.geometry.raster import interpolate as uv_interpolate
+    from avatarme_edu.geometry.raster import rasterize_uv
+
+    h, w = (int(x) for x in hw)
+    frags = rasterize_uv(mesh, (h, w))
+    normals_v = vertex_normals(mesh.vertices, mesh.faces, weld)
+    pos = uv_interpolate(frags, mesh.vertices, mesh.faces)  # (3, H, W)
+    nrm = F.normalize(uv_interpolate(frags, normals_v, mesh.faces), dim=0)
+    inside = frags.mask
+    pts = pos.reshape(3, -1).T
+    # visibility: depth test against a z-buffer at twice the crop's resolution
+    big = _scaled_camera(cam, 2.0)
+    zbuf_faces = rasterize(mesh.vertices, mesh.faces, big)
+    xy_v, z_v = big.project(mesh.vertices)
+    _, zbuf = barycentrics(zbuf_faces, xy_v, z_v, mesh.faces)
+    xy, z = big.project(pts)
+    col = (xy[:, 0]).floor().long().clamp(0, big.hw[1] - 1)
+    row = (xy[:, 1]).floor().long().clamp(0, big.hw[0] - 1)
+    on_image = (xy[:, 0] >= 0) & (xy[:, 0] < big.hw[1]) & (xy[:, 1] >= 0) & (xy[:, 1] < big.hw[0])
+    unoccluded = z <= zbuf[row, col] + DEPTH_TOLERANCE
+    facing = (nrm.reshape(3, -1).T * big.view_directions(pts)).sum(-1)
+    crop_valid = crop.valid.to(pts.device)[(row // 2).clamp(0, crop.valid.shape[0] - 1),
+                                           (col // 2).clamp(0, crop.valid.shape[1] - 1)]
+    seen = (on_image & unoccluded & crop_valid & (facing > FACING_MIN)).reshape(h, w) & inside
+    # photo colour: sample the photo, pre-reduced to about two photo pixels per texel (no aliasing)
+    photo_xy = crop.to_photo(xy / 2.0)
+    face_px = crop.scale * crop.valid.shape[0] / 1.9
+    factor = max(1, int(face_px / (0.45 * w) / 2))
+    small = F.avg_pool2d(photo[None], factor, factor, ceil_mode=True)[0] if factor > 1 else photo
+    sh_, sw_ = small.shape[-2:]
+    grid = torch.stack([photo_xy[:, 0] / (factor * sw_) * 2 - 1, photo_xy[:, 1] / (factor * sh_) * 2 - 1], -1)
+    sampled = F.grid_sample(small[None], grid.view(1, h, w, 2).to(small), mode="bilinear",
+                            padding_mode="border", align_corners=False)[0]
+    # the model's texture with the fitted light baked in, colour-matched to the photo where seen
+    baked = (model_texture * sh_shading(nrm.permute(1, 2, 0), sh).permute(2, 0, 1)).clamp(0, 1)
+    share = seen.float() * ((facing.reshape(h, w) - FACING_MIN) / 0.3).clamp(0, 1)
+    if bool(seen.any()):
+        gain = (sampled * share).sum((1, 2)) / (baked * share).sum((1, 2)).clamp_min(1e-6)
+        baked = (baked * gain.clamp(0.5, 2.0)[:, None, None]).clamp(0, 1)
+    eroded = -F.max_pool2d(-share[None, None], 2 * FEATHER_TEXELS + 1, 1, FEATHER_TEXELS)[0, 0]
+    weight = (_blur(eroded, FEATHER_TEXELS) * share).clamp(0, 1)
+    texture = weight * sampled + (1 - weight) * baked
+    texture = torch.where(inside[None], texture, torch.zeros_like(texture))
+    hard = torch.where(seen[None], sampled, baked)
+    info = {"seen_fraction": float(seen.float().sum() / inside.float().sum()),
+                                "seam_gradient_ratio": seam_ratio(texture, weight),
+                                "seam_gradient_ratio_unfeathered": seam_ratio(hard, seen.float() * 0.5)}
+    return texture, weight, baked, info
+
+
+def overlay_rendering(mesh: Mesh, texture: torch.Tensor, cam: PinholeCamera, crop, faces: torch.Tensor,
+                      weld: torch.Tensor | None = None, factor: float = 2.0) -> torch.Tensor:
+    """The textured mesh (light already in the texture) over the photo crop, ``(3, 2R, 2R)`` linear RGB."""
+    big = _scaled_camera(cam, factor)
+    bg = F.interpolate(crop.image[None].to(texture), size=big.hw, mode="bilinear", align_corners=False)[0]
+    r = render(mesh.vertices, faces, mesh.uvs, texture, uniform_sh(device=texture.device), big,
+               background=bg, weld=weld)
+    return r.image.clamp(0, 1)
+
+
+def _srgb_uint8(image: torch.Tensor):
+    from avatarme_edu.color import linear_to_srgb
+
+    return (linear_to_srgb(image.clamp(0, 1)) * 255).round().byte().permute(1, 2, 0).cpu().numpy().copy()
+
+
+def dlib_distance(image_a: torch.Tensor, landmarks_a, image_b: torch.Tensor, landmarks_b=None) -> tuple[float, str]:
+    """dlib's own descriptor distance between two linear-RGB images; ``landmarks_b`` is used only when
+    dlib finds no face in ``image_b``. Returns the distance and how image b's face was found."""
+    import numpy as np
+
+    from avatarme_edu.fitting.dlib_models import FACE_RECOGNITION, import_dlib, model_path
+    from avatarme_edu.fitting.landmarks import FaceNotFoundError, detect_faces
+
+    dlib = import_dlib()
+    net = dlib.face_recognition_model_v1(str(model_path(FACE_RECOGNITION)))
+
+    def descriptor(img, lms):
+        rgb = _srgb_uint8(img)
+        pts = dlib.points([dlib.point(int(round(x)), int(round(y))) for x, y in np.asarray(lms)])
+        shape = dlib.full_object_detection(dlib.rectangle(0, 0, 1, 1), pts)
+        return np.array(net.compute_face_descriptor(rgb, shape))
+
+    how = "dlib detection"
+    try:
+        found = detect_faces(image_b)
+    except FaceNotFoundError:
+        found = []
+    if found:
+        lb = found[0].landmarks
+    elif landmarks_b is not None:
+        lb, how = landmarks_b, "projected model landmarks (dlib found no face in the rendering)"
+    else:
+        return float("nan"), "no face found"
+    return float(np.linalg.norm(descriptor(image_a, landmarks_a) - descriptor(image_b, lb))), how
+
+
+def make_report(result, face, model) -> dict:
+    """Landmark error (photo px), photometric error, dlib identity distances, seam numbers."""
+    cam, crop = result.camera, result.crop
+    with torch.no_grad():
+        verts = result.mesh.vertices.to(cam.rotation.device)
+        lm_xy = crop.to_photo(cam.project(verts[model.lm_ids])[0].cpu())
+        detected = torch.as_tensor(face.landmarks, dtype=torch.float32)
+        err = (lm_xy - detected).norm(dim=-1)
+        iod = float((detected[36:42].mean(0) - detected[42:48].mean(0)).norm())
+        texture = model.tex.decode(result.params.latent)[0]
+        r = render(verts, model.faces, model.uvs, texture, result.params.sh, cam,
+                   background=crop.image.to(verts.device), weld=model.weld)
+        skin = (r.face_index >= 0) & crop.valid.to(verts.device)
+        photo_err = (r.image - crop.image.to(verts.device)).abs().mean(0)[skin].mean()
+    big = _scaled_camera(cam, 2.0)
+    lm_big = (cam.project(verts[model.lm_ids])[0] * 2.0).cpu()
+    photo_big = F.interpolate(crop.image[None], size=big.hw, mode="bilinear", align_corners=False)[0]
+    model_big = F.interpolate(r.image.clamp(0, 1)[None].cpu(), size=big.hw, mode="bilinear", align_corners=False)[0]
+    crop_lms = (detected - torch.tensor(crop.origin)) / crop.scale * 2.0
+    d_model, how_model = dlib_distance(photo_big, crop_lms, model_big, lm_big)
+    d_tex, how_tex = dlib_distance(photo_big, crop_lms, result.overlay, lm_big)
+    return {
+        "landmark_error_px": round(float(err.mean()), 3),
+        "landmark_error_interocular": round(float(err.mean()) / max(iod, 1e-6), 4),
+        "photometric_error": round(float(photo_err), 5),
+        "photometric_error_note": "mean |rendering - photo| over the rendered face, linear RGB in [0, 1], "
+                                  "model texture + SH light",
+        "identity_distance_model_rendering": round(d_model, 4),
+        "identity_distance_textured_rendering": round(d_tex, 4),
+        "identity_found_by": {"model": how_model, "textured": how_tex},
+        "same_person_threshold": 0.6,
+        **{k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
+           for k, v in result.texture_info.items()},
+        "face_note": face.note,
+        "pose_rotation_deg": [round(math.degrees(float(x)), 2) for x in result.params.rotation],
+    }

@@ -1,0 +1,70 @@
+"""Fit the committed photos and measure: landmark error, photometric error, dlib identity distances,
+time per stage; the cross-photo check (Obama fitted on one photo, rendered in the pose of another:
+does dlib still say "same person"? Biden's photo as the negative control); free-form offset on/off.
+
+Run: ``OMP_NUM_THREADS=2 python benchmarks/bench_fit.py [--out results.json]`` (several minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+PHOTOS = Path(__file__).resolve().parents[1] / "data_samples" / "photos"
+NAMES = ("astronaut", "obama_2012", "obama_2009", "obama_2010", "biden_2010")
+
+
+def main() -> None:
+    import torch
+
+    from avatarme_edu.fitting.fit import fit
+    from avatarme_edu.fitting.fit_report import dlib_distance, overlay_rendering
+    from avatarme_edu.fitting.fit_stages import FitConfig
+    from avatarme_edu.geometry.head import load_eduhead
+    from avatarme_edu.profiles import get_profile
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--names", nargs="+", default=list(NAMES))
+    parser.add_argument("--no-offset-compare", action="store_true")
+    args = parser.parse_args()
+    profile = get_profile("cpu", device="cpu")
+    head = load_eduhead()
+    out = {"load_average_at_start": os.getloadavg(), "threads": torch.get_num_threads(), "photos": {}}
+    fits = {}
+    for name in args.names:
+        for free_form in ((True, False) if not args.no_offset_compare and name != "biden_2010" else (True,)):
+            t0 = time.perf_counter()
+            res = fit(PHOTOS / f"{name}.jpg", profile, config=FitConfig(free_form=free_form), progress=False, head=head)
+            key = name if free_form else f"{name} (no offset)"
+            out["photos"][key] = {**res.report, "wall_s": round(time.perf_counter() - t0, 1),
+                                  "load_average": os.getloadavg()[0]}
+            print(key, json.dumps(out["photos"][key]), flush=True)
+            if free_form:
+                fits[name] = res
+    cross = {}
+    for a in ("obama_2012", "obama_2009", "obama_2010"):
+        for b in ("obama_2012", "obama_2009", "obama_2010", "biden_2010"):
+            if a == b or a not in fits or b not in fits:
+                continue
+            ra, rb = fits[a], fits[b]
+            with torch.no_grad():
+                img = overlay_rendering(ra.mesh, ra.texture, rb.camera, rb.crop, ra.mesh.faces, head.weld)
+            big = torch.nn.functional.interpolate(rb.crop.image[None], size=img.shape[-2:], mode="bilinear",
+                                                  align_corners=False)[0]
+            lms_b = rb.crop.landmarks * 2.0  # crop pixels of the 2x overlay
+            lm_render = (rb.camera.project(ra.mesh.vertices[head.landmark_ids])[0] * 2.0)
+            d, how = dlib_distance(big, lms_b, img, lm_render)
+            cross[f"{a} rendered in the pose of {b}"] = {"dlib_distance_to_photo": round(d, 4), "same_person": d < 0.6,
+                                                         "found_by": how}
+            print(a, "->", b, cross[f"{a} rendered in the pose of {b}"], flush=True)
+    out["cross_photo"] = cross
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
