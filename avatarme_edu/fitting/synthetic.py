@@ -116,7 +116,7 @@ def face_vertex_weights(head=None) -> torch.Tensor:
 def shape_error_mm(fitted: torch.Tensor, true: torch.Tensor, weights: torch.Tensor) -> float:
     """Mean distance (mm) of ``fitted`` to ``true`` vertices ``(V, 3)`` where ``weights`` > 0, after
     the similarity (scale, rotation, translation) that best aligns them there."""
-    from avatarme_edu.render.head import similarity_transform
+    from avatarme_edu.completion.blend import similarity_transform
 
     s, rot, t = similarity_transform(fitted.double(), true.double(), weights.double())
     aligned = s * fitted.double() @ rot.T + t

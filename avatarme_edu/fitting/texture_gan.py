@@ -39,9 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avatarme_edu.resources import data_path
 from avatarme_edu.profiles import Profile
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "data" / "weights"
+WEIGHTS_DIR = data_path("weights")
 WEIGHTS_FILE = "texture_gan.safetensors"
 LATENT_SPACES = ("w", "w+")
 MIN_BASE_SIDE = 6  # the synthesis network starts at no less than this many texels on the short side

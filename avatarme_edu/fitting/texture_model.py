@@ -23,9 +23,10 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
+from avatarme_edu.resources import data_path
 from avatarme_edu.profiles import Profile, get_profile
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "data" / "weights"
+WEIGHTS_DIR = data_path("weights")
 PCA_FILE, GAN_FILE = "texture_pca.safetensors", "texture_gan.safetensors"
 PCA_MAP_HW = (192, 288)  # light-stage maps used to make the PCA's training textures (then area-reduced)
 

@@ -97,11 +97,12 @@ def test_silhouette_gradient_moves_the_outline_the_right_way():
 def test_sh_lighting_on_a_sphere_matches_the_closed_form():
     """Environment radiance L(w) = a + b w.d + c (w.z)^2: its irradiance is known in closed form,
     E(n) = pi a + 2 pi / 3 b n.d + c (pi / 3 + pi / 12 (3 n_z^2 - 1)) (Ramamoorthi and Hanrahan's A_l)."""
-    from avatarme_edu.render.lights import fibonacci_directions, sh_basis
+    from avatarme_edu.geometry.sphere_points import fibonacci_directions
+    from avatarme_edu.render.lights import sh_basis
 
     a, b, c = 0.6, 0.3, 0.2
     d = torch.tensor([0.48, 0.6, 0.64], dtype=torch.float64)
-    w = fibonacci_directions(400)
+    w = fibonacci_directions(400, dtype=torch.float64)
     radiance = a + b * (w @ d) + c * w[:, 2] ** 2
     coeffs = torch.linalg.lstsq(sh_basis(w), radiance[:, None]).solution  # exact: L is in the span
     sh = coeffs.expand(9, 3).clone()

@@ -26,7 +26,7 @@ def small():
 
 @pytest.mark.slow
 def test_synthetic_fit_recovers_pose_shape_and_texture(small, tmp_path):
-    """Held-out subject 4, yawed 20 degrees, in its in-the-wild light. Tolerances (measured ~7-11
+    """Held-out subject 4, yawed about 10 degrees, in its in-the-wild light. Tolerances (measured ~7-11
     degrees, ~6 px of 256, ~2.1-2.6 mm, texture ~8 dB over the mean texture): pose within 15
     degrees, landmarks within 10 px, shape within 3.5 mm (EduHead's mean head: 1.4 mm - the sparse,
     silhouette-biased landmarks keep the fit from beating it, see the report), texture PSNR at least
@@ -39,7 +39,9 @@ def test_synthetic_fit_recovers_pose_shape_and_texture(small, tmp_path):
 
     profile, tex = small
     head = load_eduhead()
-    sp = synthetic_photo(4, profile, hw=(256, 256), head=head)
+    # yaw within 12 degrees: at 20 degrees this subject sits on dlib's detection threshold (plausibility
+    # 0.67, the cut is 0.65), so a tiny change in the light stage's textures could lose the face
+    sp = synthetic_photo(4, profile, hw=(256, 256), head=head, max_yaw=12.0)
     config = FitConfig(crop_px=96, landmark_steps=80, full_steps=12, identity_every=6)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a yawed synthetic face may be an "uncertain" face for dlib
