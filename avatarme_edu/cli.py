@@ -15,6 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from avatarme_edu.fitting.fit_cli import add_fit_parser
+from avatarme_edu.fitting.texture_gan_train import add_train_gan_parser
+from avatarme_edu.nets.train import add_train_parser
 from avatarme_edu.profiles import PROFILE_NAMES, get_profile
 from avatarme_edu.seeds import MAX_SEED, check_seed, seed_arg
 
@@ -193,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("profile", help="print the chosen profile's sizes and networks")
     _add_common(p)
     p.set_defaults(func=_cmd_profile)
+
+    # the stages' own commands: each module adds its parser with its own --profile/--device/--seed
+    add_fit_parser(sub)
+    add_train_parser(sub)
+    add_train_gan_parser(sub)
     return parser
 
 

@@ -2,6 +2,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,6 +70,12 @@ def test_head_command_exports_an_expression(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["head", "--expression", "wink", "--device", "cpu"], "unknown expression 'wink'"),
     (["profile", "--device", "tpu"], "valid devices"),
+    # the stages' commands are wired into the one command and fail the same way
+    (["fit", "/nonexistent/photo.jpg", "--out", "/nonexistent/out"], "photo not found"),
+    (["fit", str(Path(__file__).resolve().parents[1] / "pyproject.toml"), "--out", "/nonexistent/out"],
+     "is not an image"),
+    (["train", "sr", "--out", "/nonexistent/out", "--steps", "0"], "--steps must be at least 1"),
+    (["train-gan", "/nonexistent/data", "--out", "/nonexistent/out"], "no manifest.json"),
 ])
 def test_bad_parameters_are_one_clear_line(argv, message, capsys):
     assert main(argv) == 2
