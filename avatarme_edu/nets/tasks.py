@@ -17,6 +17,9 @@ task                       input (channels)                   target            
 ``diffuse_normals``        σ(gray(A_D), N_O) (1 + 3)          N_D, object space    generator
 =========================  =================================  ===================  ============
 
+The de-lighting and normals generators refine an input map (``residual``: the texture, the shape
+normals; see :mod:`~avatarme_edu.nets.pix2pixhd`), so untrained they return the baseline.
+
 Encoding: the generator sees values in [-1, 1] as in pix2pixHD - colour maps, grey and depth are
 mapped ``2x - 1``, normals are already there. RCAN sees the texture as it is (linear RGB in [0, 1]).
 Outputs are maps in the project's convention (albedo in [0, 1], unit normals), see the generator's
@@ -48,6 +51,19 @@ class Task:
     out_channels: int
     output: str = "unit_interval"  # the generator's output head
     paper: str = ""  # the paper's notation
+    residual: str = ""  # the input map the output refines (pix2pixhd's residual output), "" for none
+
+    @property
+    def residual_channel(self) -> int | None:
+        """The first input channel of :attr:`residual`'s map, or None."""
+        if not self.residual:
+            return None
+        c = 0
+        for key, enc in self.inputs:
+            if key == self.residual:
+                return c
+            c += 1 if enc == "gray_signed" else _CHANNELS[key]
+        raise ValueError(f"task {self.name!r}: residual map {self.residual!r} is not one of its inputs")
 
     @property
     def in_channels(self) -> int:
@@ -69,16 +85,17 @@ _CHANNELS = {"texture": 3, "texture_low": 3, "diffuse_albedo": 3, "specular_albe
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("sr", "rcan", (("texture_low", "as_is"),), "texture", 3, "linear", "T -> T̂ (RCAN)"),
     Task("delight", "generator", (("texture", "signed"), ("depth", "signed")), "diffuse_albedo", 3,
-         paper="δ(T̂, D_O) -> A_D"),
-    Task("delight_no_shape", "generator", (("texture", "signed"),), "diffuse_albedo", 3, paper="δ(T̂) -> A_D"),
+         paper="δ(T̂, D_O) -> A_D", residual="texture"),
+    Task("delight_no_shape", "generator", (("texture", "signed"),), "diffuse_albedo", 3, paper="δ(T̂) -> A_D",
+         residual="texture"),
     Task("delight_normals_input", "generator", (("texture", "signed"), ("normals_object", "as_is")),
-         "diffuse_albedo", 3, paper="δ(T̂, N_O) -> A_D"),
+         "diffuse_albedo", 3, paper="δ(T̂, N_O) -> A_D", residual="texture"),
     Task("specular_albedo", "generator", (("diffuse_albedo", "signed"),), "specular_albedo", 1,
          paper="ψ(A_D) -> A_S"),
     Task("specular_normals", "generator", (("diffuse_albedo", "gray_signed"), ("normals_tangent", "as_is")),
-         "specular_normals", 3, "unit_vectors", "ρ(gray(A_D), N_T) -> N_S"),
+         "specular_normals", 3, "unit_vectors", "ρ(gray(A_D), N_T) -> N_S", residual="normals_tangent"),
     Task("diffuse_normals", "generator", (("diffuse_albedo", "gray_signed"), ("normals_object", "as_is")),
-         "diffuse_normals", 3, "unit_vectors", "σ(gray(A_D), N_O) -> N_D"),
+         "diffuse_normals", 3, "unit_vectors", "σ(gray(A_D), N_O) -> N_D", residual="normals_object"),
 )}
 
 #: The ``avatarme-edu train`` names: the five networks, and the de-lighting variants.
@@ -158,4 +175,4 @@ def build_network(task: Task, profile: Profile) -> nn.Module:
 
     if task.network == "rcan":
         return rcan_from_profile(profile, task.in_channels, task.out_channels)
-    return generator_from_profile(profile, task.in_channels, task.out_channels, task.output)
+    return generator_from_profile(profile, task.in_channels, task.out_channels, task.output, task.residual_channel)

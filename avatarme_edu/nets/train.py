@@ -270,7 +270,9 @@ def run_train(args) -> int:
     val = None
     if args.val_every > 0:
         val = validator(task, held_out_batch(data, task, profile, args.val_patches, seed=12345), out)
-    info = {"command": shlex.join(["avatarme-edu", *sys.argv[1:]]) if sys.argv else "", "data": str(data),
+    argv = sys.argv[1:]
+    argv = argv if argv[:1] == ["train"] else ["train", *argv]  # `python -m avatarme_edu.nets` drops "train"
+    info = {"command": shlex.join(["avatarme-edu", *argv]), "data": str(data),
             "batch_size": args.batch_size, "machine": machine_description(profile),
             "train_identities": train_set.identities}
     log = train(task, profile, make_batches, out, args.steps, seed=args.seed, lr=args.lr, resume=args.resume,
