@@ -52,6 +52,7 @@ class Task:
     output: str = "unit_interval"  # the generator's output head
     paper: str = ""  # the paper's notation
     residual: str = ""  # the input map the output refines (pix2pixhd's residual output), "" for none
+    mask: str = "mask"  # the batch key of the valid texels
 
     @property
     def residual_channel(self) -> int | None:
@@ -72,14 +73,14 @@ class Task:
     @property
     def keys(self) -> tuple[str, ...]:
         """The batch keys this task reads (inputs, target and the mask)."""
-        return tuple(dict.fromkeys([k for k, _ in self.inputs] + [self.target, "mask"]))
+        return tuple(dict.fromkeys([k for k, _ in self.inputs] + [self.target, self.mask]))
 
     @property
     def is_normals(self) -> bool:
         return self.output == "unit_vectors"
 
 
-_CHANNELS = {"texture": 3, "texture_low": 3, "diffuse_albedo": 3, "specular_albedo": 1, "diffuse_normals": 3,
+_CHANNELS = {"texture": 3, "texture_low": 3, "texture_sr": 3, "diffuse_albedo": 3, "specular_albedo": 1, "diffuse_normals": 3,
              "specular_normals": 3, "normals_object": 3, "normals_tangent": 3, "depth": 1, "position": 3}
 
 TASKS: dict[str, Task] = {t.name: t for t in (
@@ -101,6 +102,19 @@ TASKS: dict[str, Task] = {t.name: t for t in (
 #: The ``avatarme-edu train`` names: the five networks, and the de-lighting variants.
 TRAIN_NAMES = ("sr", "delight", "specular_albedo", "specular_normals", "diffuse_normals")
 DELIGHT_VARIANTS = {"depth": "delight", "no_shape": "delight_no_shape", "normals_input": "delight_normals_input"}
+
+
+#: Super-resolution where the maps are not the texture x ``sr_scale`` (the paper: x8 of 576x384 is 4608x3072,
+#: the maps 6144x4096): RCAN learns the texture at ``profile.sr_hw`` (the dataset's ``SR_KEYS`` pairs).
+SR_PAIRS = Task("sr", "rcan", (("texture_low", "as_is"),), "texture_sr", 3, "linear", "T -> T̂ at sr_hw (RCAN)",
+                mask="mask_low")
+
+
+def task_for_profile(task: Task, profile: Profile) -> Task:
+    """The task as the profile's dataset serves it: :data:`SR_PAIRS` for ``sr`` when ``map_hw != sr_hw``."""
+    if task.name == "sr" and tuple(profile.map_hw) != tuple(profile.sr_hw):
+        return SR_PAIRS
+    return task
 
 
 def get_task(name: str) -> Task:
@@ -142,12 +156,18 @@ def network_target(task: Task, batch: dict) -> torch.Tensor:
 
 
 def batch_mask(task: Task, batch: dict) -> torch.Tensor | None:
-    """``(N, H', W')`` bool valid texels of the target, or None when the batch has no mask."""
-    m = batch.get("mask")
+    """``(N, H', W')`` bool valid texels of the target, or None when the batch has no mask.
+
+    A mask coarser than the target (``mask_low`` of super-resolution pairs) is enlarged: each of its
+    texels covers ``r x r`` target texels."""
+    m = batch.get(task.mask)
     if m is None:
         return None
     if m.ndim == 4:  # (N, 1, H, W) masks are accepted too
         m = m[:, 0]
+    t = batch.get(task.target)
+    if torch.is_tensor(t) and tuple(m.shape[-2:]) != tuple(t.shape[-2:]):
+        m = torch.nn.functional.interpolate(m[:, None].float(), size=tuple(t.shape[-2:]), mode="nearest")[:, 0]
     return m.bool()
 
 
