@@ -53,6 +53,7 @@ class Task:
     paper: str = ""  # the paper's notation
     residual: str = ""  # the input map the output refines (pix2pixhd's residual output), "" for none
     mask: str = "mask"  # the batch key of the valid texels
+    adversarial: bool = True  # trained with pix2pixHD's GAN and feature matching, else L1 alone (see train.py)
 
     @property
     def residual_channel(self) -> int | None:
@@ -94,9 +95,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("specular_albedo", "generator", (("diffuse_albedo", "signed"),), "specular_albedo", 1,
          paper="ψ(A_D) -> A_S"),
     Task("specular_normals", "generator", (("diffuse_albedo", "gray_signed"), ("normals_tangent", "as_is")),
-         "specular_normals", 3, "unit_vectors", "ρ(gray(A_D), N_T) -> N_S", residual="normals_tangent"),
+         "specular_normals", 3, "unit_vectors", "ρ(gray(A_D), N_T) -> N_S", residual="normals_tangent",
+         adversarial=False),
     Task("diffuse_normals", "generator", (("diffuse_albedo", "gray_signed"), ("normals_object", "as_is")),
-         "diffuse_normals", 3, "unit_vectors", "σ(gray(A_D), N_O) -> N_D", residual="normals_object"),
+         "diffuse_normals", 3, "unit_vectors", "σ(gray(A_D), N_O) -> N_D", residual="normals_object",
+         adversarial=False),
 )}
 
 #: The ``avatarme-edu train`` names: the five networks, and the de-lighting variants.
