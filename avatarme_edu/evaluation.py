@@ -204,12 +204,13 @@ def _average(results: list[dict]):
 
 
 def evaluate_reflectance(seeds, profile: Profile, weights_dir: str | os.PathLike | None = None,
-                         progress: bool = False) -> dict:
+                         progress: bool = False, per_seed: dict | None = None) -> dict:
     """Every network and baseline on the held-out identities ``seeds``, averaged over them.
 
     ``weights_dir``: a folder holding ``<network>.safetensors`` for the six networks (``sr``,
     ``delight``, ``delight_no_shape``, ``specular_albedo``, ``specular_normals``,
     ``diffuse_normals``) and ``training_means.safetensors``; default the profile's committed weights.
+    ``per_seed``: a dict that receives each seed's own results (``{seed: results}``).
     """
     from avatarme_edu.nets.weights import WEIGHTS_DIR
 
@@ -221,12 +222,14 @@ def evaluate_reflectance(seeds, profile: Profile, weights_dir: str | os.PathLike
             held_out_subject(s, profile)
     wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR / profile.name
     means = load_training_means(wdir, profile)
-    per_seed = []
+    each = []
     for s in seeds:
-        per_seed.append(evaluate_subject(s, profile, wdir, means))
+        each.append(evaluate_subject(s, profile, wdir, means))
+        if per_seed is not None:
+            per_seed[s] = each[-1]
         if progress:
             print(f"seed {s}: done", flush=True)
-    return _average(per_seed)
+    return _average(each)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,7 +264,8 @@ def add_evaluate_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
                                                    "(default: the committed weights of the profile)")
     p.add_argument("--means-from", default=None, metavar="DATASET",
                    help="first compute the training-set means from this dataset into --weights")
-    p.add_argument("--out", default="results.json", help="results JSON; a markdown table goes next to it (.md)")
+    p.add_argument("--out", default="results.json",
+                   help="results JSON; a markdown table goes next to it (.md), each seed's numbers to *_per_seed.json")
     p.set_defaults(func=run_evaluate)
     return p
 
@@ -279,10 +283,12 @@ def run_evaluate(args) -> int:
         if not args.weights:
             raise ValueError("--means-from needs --weights (where to write training_means.safetensors)")
         save_training_means(training_means(args.means_from), Path(args.weights) / MEANS_NAME, args.means_from)
-    results = evaluate_reflectance(args.seeds, profile, args.weights, progress=True)
+    each: dict = {}
+    results = evaluate_reflectance(args.seeds, profile, args.weights, progress=True, per_seed=each)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, json.dumps(results, indent=1))
+    write_text(out.with_name(out.stem + "_per_seed.json"), json.dumps({str(k): v for k, v in each.items()}, indent=1))
     argv = sys.argv[1:]
     argv = argv if argv[:1] == ["evaluate"] else ["evaluate", *argv]
     table = (f"# Reflectance networks on held-out subjects ({profile.name} profile)\n\n"

@@ -91,3 +91,23 @@ def test_the_command_writes_json_and_markdown(tmp_path, weights, capsys):
     assert "mean map" in capsys.readouterr().err and not out.exists()
     assert main(["--seeds", "8", "--weights", str(weights), "--out", str(out)]) == 2
     assert "training identity" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_committed_weights_reproduce_the_recorded_numbers():
+    """Seed 4 of results/reflectance_per_seed.json, within 0.05 dB, 0.002 SSIM and 0.01 degree."""
+    from pathlib import Path
+
+    from avatarme_edu.evaluation import evaluate_subject
+
+    recorded = json.loads((Path(__file__).parents[1] / "results" / "reflectance_per_seed.json").read_text())["4"]
+    got = evaluate_subject(4, get_profile("cpu", device="cpu"))
+    for stage, methods in recorded.items():
+        for method, m in methods.items():
+            g = got[stage][method]
+            if "psnr" in m:
+                assert g["psnr"] == pytest.approx(m["psnr"], abs=0.05), (stage, method)
+                assert g["ssim"] == pytest.approx(m["ssim"], abs=0.002), (stage, method)
+            else:
+                for k in ("angular_error_deg", "angular_error_deg_face"):
+                    assert g[k]["mean"] == pytest.approx(m[k]["mean"], abs=0.01), (stage, method, k)

@@ -93,6 +93,21 @@ def update_manifest(path: str | os.PathLike, entries: dict[str, dict]) -> Path:
     return path
 
 
+def _val_text(val: dict) -> str:
+    if "psnr" in val:
+        return f"{val['psnr']:.2f} dB"
+    return f"{val['angular_error_deg']['mean']:.3f} deg"
+
+
+def curves_table(manifest: dict) -> str:
+    """Markdown: each network's held-out patch numbers against minutes of training."""
+    lines = ["| network | steps | minutes | held-out patches |", "|---|---|---|---|"]
+    for name, rec in manifest.items():
+        for c in rec.get("curve", []) if isinstance(rec, dict) else []:
+            lines.append(f"| {name} | {c['step']} | {c['wall_s'] / 60:.1f} | {_val_text(c['val'])} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
@@ -101,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                                 description="copy trained weights into the weights folder and record them")
     p.add_argument("runs", nargs="+", help="training run folders (each with log.json and <network>.safetensors)")
     p.add_argument("--weights-dir", default=str(WEIGHTS_DIR / "cpu"), help="default: the committed cpu weights")
+    p.add_argument("--curves", action="store_true", help="print the manifest's training curves as markdown after")
     args = p.parse_args(argv)
     try:
         wdir = Path(args.weights_dir)
@@ -115,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"manifest: error: {err}", file=sys.stderr)
         return 2
     print(f"recorded {', '.join(entries)} in {wdir / MANIFEST_NAME}")
+    if args.curves:
+        print(curves_table(json.loads((wdir / MANIFEST_NAME).read_text())))
     return 0
 
 

@@ -28,3 +28,15 @@ def test_a_run_is_recorded_with_its_curve_and_other_keys_are_kept(tmp_path, tiny
     assert m["texture_gan"] == {"steps": 7} and m["sr"]["steps"] == 4
     assert (weights / "sr.safetensors").read_bytes() == (run / "sr.safetensors").read_bytes()
     assert main([str(tmp_path / "nothing")]) == 2
+
+
+def test_curves_table_lists_each_validation():
+    from avatarme_edu.nets.manifest import curves_table
+
+    m = {"sr": {"curve": [{"step": 50, "wall_s": 90.0, "val": {"psnr": 30.0, "ssim": 0.9}}]},
+         "diffuse_normals": {"curve": [{"step": 25, "wall_s": 30.0,
+                                        "val": {"angular_error_deg": {"mean": 0.2, "median": 0.1}}}]},
+         "texture_gan": {"steps": 3}}
+    rows = curves_table(m).splitlines()
+    assert rows[2] == "| sr | 50 | 1.5 | 30.00 dB |" and rows[3] == "| diffuse_normals | 25 | 0.5 | 0.200 deg |"
+    assert len(rows) == 4
