@@ -93,6 +93,25 @@ def update_manifest(path: str | os.PathLike, entries: dict[str, dict]) -> Path:
     return path
 
 
+#: Where each network's whole-map held-out numbers are in an evaluation results file.
+RESULTS_PLACE = {"sr": ("super_resolution", "network"), "delight": ("delighting", "network"),
+                 "delight_no_shape": ("delighting", "no_shape"), "specular_albedo": ("specular_albedo", "network"),
+                 "specular_normals": ("specular_normals", "network"), "diffuse_normals": ("diffuse_normals", "network")}
+
+
+def add_results(manifest_path: str | os.PathLike, results_path: str | os.PathLike, seeds: list[int]) -> Path:
+    """Copy each recorded network's whole-map numbers from an evaluation results file into the manifest
+    (``held_out_maps``: ``{"seeds", "command", <metrics>}``), keeping everything else."""
+    manifest = json.loads(Path(manifest_path).read_text())
+    results = json.loads(Path(results_path).read_text())
+    entries = {}
+    for name, (stage, method) in RESULTS_PLACE.items():
+        if isinstance(manifest.get(name), dict) and stage in results:
+            entries[name] = {**manifest[name], "held_out_maps": {"seeds": list(seeds), "results": str(results_path),
+                                                                 **results[stage][method]}}
+    return update_manifest(manifest_path, entries)
+
+
 def _val_text(val: dict) -> str:
     if "psnr" in val:
         return f"{val['psnr']:.2f} dB"

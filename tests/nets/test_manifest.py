@@ -40,3 +40,16 @@ def test_curves_table_lists_each_validation():
     rows = curves_table(m).splitlines()
     assert rows[2] == "| sr | 50 | 1.5 | 30.00 dB |" and rows[3] == "| diffuse_normals | 25 | 0.5 | 0.200 deg |"
     assert len(rows) == 4
+
+
+def test_whole_map_results_are_added_to_each_network(tmp_path):
+    from avatarme_edu.nets.manifest import add_results
+
+    m = tmp_path / "MANIFEST.json"
+    update_manifest(m, {"delight": {"steps": 3}, "texture_gan": {"steps": 1}})
+    r = tmp_path / "r.json"
+    r.write_text(json.dumps({"delighting": {"network": {"psnr": 21.0, "ssim": 0.8}, "texture": {"psnr": 15.0}}}))
+    add_results(m, r, [4, 9])
+    got = json.loads(m.read_text())
+    assert got["delight"]["held_out_maps"] == {"seeds": [4, 9], "results": str(r), "psnr": 21.0, "ssim": 0.8}
+    assert got["delight"]["steps"] == 3 and got["texture_gan"] == {"steps": 1}
