@@ -54,6 +54,7 @@ class Task:
     residual: str = ""  # the input map the output refines (pix2pixhd's residual output), "" for none
     mask: str = "mask"  # the batch key of the valid texels
     adversarial: bool = True  # trained with pix2pixHD's GAN and feature matching, else L1 alone (see train.py)
+    shortcut: bool = False  # the generator's full-resolution input-to-output path (pix2pixhd.py)
 
     @property
     def residual_channel(self) -> int | None:
@@ -96,10 +97,10 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          paper="ψ(A_D) -> A_S"),
     Task("specular_normals", "generator", (("diffuse_albedo", "gray_signed"), ("normals_tangent", "as_is")),
          "specular_normals", 3, "unit_vectors", "ρ(gray(A_D), N_T) -> N_S", residual="normals_tangent",
-         adversarial=False),
+         adversarial=False, shortcut=True),
     Task("diffuse_normals", "generator", (("diffuse_albedo", "gray_signed"), ("normals_object", "as_is")),
          "diffuse_normals", 3, "unit_vectors", "σ(gray(A_D), N_O) -> N_D", residual="normals_object",
-         adversarial=False),
+         adversarial=False, shortcut=True),
 )}
 
 #: The ``avatarme-edu train`` names: the five networks, and the de-lighting variants.
@@ -198,4 +199,5 @@ def build_network(task: Task, profile: Profile) -> nn.Module:
 
     if task.network == "rcan":
         return rcan_from_profile(profile, task.in_channels, task.out_channels)
-    return generator_from_profile(profile, task.in_channels, task.out_channels, task.output, task.residual_channel)
+    return generator_from_profile(profile, task.in_channels, task.out_channels, task.output, task.residual_channel,
+                                  task.shortcut)
