@@ -20,7 +20,8 @@ def test_a_run_is_recorded_with_its_curve_and_other_keys_are_kept(tmp_path, tiny
     assert rec["steps"] == 4 and rec["task"] == "sr" and rec["reproduce"] == "avatarme-edu train sr --steps 4"
     assert [c["step"] for c in rec["curve"]] == [2, 4]
     assert [c["val"]["psnr"] for c in rec["curve"]] == [20.0, 21.0]
-    assert 0 < rec["curve"][0]["wall_s"] <= rec["curve"][1]["wall_s"] <= rec["wall_s"] + 1e-6
+    # training time at each validation, rounded to 0.1 s: it grows and ends at the run's time
+    assert 0 <= rec["curve"][0]["wall_s"] <= rec["curve"][1]["wall_s"] <= rec["wall_s"] + 0.1
     weights = tmp_path / "w"
     update_manifest(weights / "MANIFEST.json", {"texture_gan": {"steps": 7}})
     assert main([str(run), "--weights-dir", str(weights)]) == 0
