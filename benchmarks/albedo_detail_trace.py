@@ -27,7 +27,7 @@ import sys
 import torch
 
 from avatarme_edu.color import luminance
-from avatarme_edu.lightstage.noise import gaussian_blur
+from avatarme_edu.imaging import gaussian_blur
 from avatarme_edu.lightstage.subjects import make_subject
 from avatarme_edu.profiles import get_profile
 

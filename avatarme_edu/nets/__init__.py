@@ -7,9 +7,11 @@
 * :mod:`~avatarme_edu.nets.weights`    - safetensors weights with their configuration;
 * :mod:`~avatarme_edu.nets.checkpoint` - training checkpoints (weights, optimiser, step, random state);
 * :mod:`~avatarme_edu.nets.train`      - the training loop with exact resume, and ``avatarme-edu train``;
-* :mod:`~avatarme_edu.nets.validate`   - held-out numbers and figures during training.
+* :mod:`~avatarme_edu.nets.validate`   - held-out numbers and figures during training;
+* :mod:`~avatarme_edu.nets.manifest`   - the committed weights' manifest: command, data, steps, held-out curve.
 
-The stage functions that run trained networks over whole maps are in :mod:`avatarme_edu.stages`.
+The stage functions that run trained networks over whole maps are in :mod:`avatarme_edu.stages`, their
+scores against the baselines on held-out subjects in :mod:`avatarme_edu.evaluation`.
 """
 
 from avatarme_edu.nets.losses import feature_matching_loss, lsgan_loss, masked_l1

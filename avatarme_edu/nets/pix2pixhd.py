@@ -20,6 +20,20 @@ Instance norm without learned scale/shift, as in pix2pixHD. Paper profile (ngf 6
 [0, 1] for albedos (our maps are linear RGB in [0, 1]); ``"unit_vectors"`` normalises the three
 output channels per texel, so predicted normals are unit vectors by construction.
 
+**Residual output** (``residual=c``, this project's choice for the cpu profile): the output refines
+the input map that starts at channel ``c`` - the texture for de-lighting, the shape normals for the
+normals networks - ``A = clamp(T + y, 0, 1)`` (the texture decoded from its ``2x - 1`` encoding),
+``N = normalize(N_shape + y)``. The last convolution starts at zero, so an untrained network returns
+its input map: the ``texture`` / ``shape_normals`` baseline, and training only has to learn what
+differs (the shading to remove, the pore and wrinkle slopes to add) - a few thousand patches on a
+cpu are not enough to learn the identity map as well.
+
+**Shortcut** (``shortcut=True``, the normals networks): a 7x7 convolution from the input straight to
+the output at full resolution, added to the decoder's answer. Pore and wrinkle slopes are a texel or
+two wide; the encoder-decoder sees them only through its 1/2^n_down bottleneck, while a linear
+reader of the grey albedo's local gradients already explains a part of them
+(``benchmarks/albedo_detail_trace.py``). Zero at the start, like the residual output.
+
 **Discriminator** ``D``: ``n_discriminators`` PatchGANs (3 stride-2/1 4x4 conv layers, ndf 64, leaky
 ReLU 0.2) that see the (input, output) pair at full, 1/2, 1/4... resolution; each returns its
 intermediate features too, for the feature-matching loss (:mod:`avatarme_edu.nets.losses`).
@@ -61,15 +75,22 @@ class GlobalGenerator(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, ngf: int = 64, n_down: int = 4, n_blocks: int = 9,
-                 output: str = "unit_interval"):
+                 output: str = "unit_interval", residual: int | None = None, shortcut: bool = False):
         super().__init__()
         if output not in OUTPUT_HEADS:
             raise ValueError(f"unknown output head {output!r}; valid heads are: {', '.join(OUTPUT_HEADS)}")
         if output == "unit_vectors" and out_channels != 3:
             raise ValueError(f"the unit_vectors head needs 3 output channels, got {out_channels}")
+        if residual is not None and not 0 <= residual <= in_channels - out_channels:
+            raise ValueError(f"residual input channels {residual}..{residual + out_channels - 1} do not fit in "
+                             f"{in_channels} input channels")
         self.config = dict(in_channels=in_channels, out_channels=out_channels, ngf=ngf, n_down=n_down,
                            n_blocks=n_blocks, output=output)
-        self.output, self.multiple = output, 2 ** n_down
+        if residual is not None:  # only then, so configurations saved before it still load
+            self.config["residual"] = residual
+        if shortcut:
+            self.config["shortcut"] = True
+        self.output, self.multiple, self.residual = output, 2 ** n_down, residual
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), _norm(ngf),
                                    nn.ReLU(inplace=True)]
         for i in range(n_down):
@@ -82,7 +103,17 @@ class GlobalGenerator(nn.Module):
             layers += [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1), _norm(c // 2),
                        nn.ReLU(inplace=True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7)]
+        if residual is not None:  # untrained == the input map (see the module docstring)
+            nn.init.zeros_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
         self.model = nn.Sequential(*layers)
+        # a full-resolution path from input to output (zero at the start): detail at the texel scale
+        # that the 2^n_down bottleneck cannot carry (see the module docstring)
+        self.shortcut = None
+        if shortcut:
+            self.shortcut = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, out_channels, 7))
+            nn.init.zeros_(self.shortcut[1].weight)
+            nn.init.zeros_(self.shortcut[1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -90,6 +121,13 @@ class GlobalGenerator(nn.Module):
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
         y = self.model(x)[..., :h, :w]
+        if self.shortcut is not None:
+            y = y + self.shortcut(x)[..., :h, :w]
+        if self.residual is not None:
+            base = x[:, self.residual:self.residual + y.shape[1], :h, :w]
+            if self.output == "unit_interval":  # the base map arrives encoded 2x - 1
+                return (0.5 * (base + 1.0) + y).clamp(0.0, 1.0)
+            y = base + y
         if self.output == "unit_interval":
             return 0.5 * (torch.tanh(y) + 1.0)
         if self.output == "unit_vectors":
@@ -144,10 +182,11 @@ class MultiscaleDiscriminator(nn.Module):
 
 
 def generator_from_profile(profile: Profile, in_channels: int, out_channels: int,
-                           output: str = "unit_interval") -> GlobalGenerator:
+                           output: str = "unit_interval", residual: int | None = None,
+                           shortcut: bool = False) -> GlobalGenerator:
     """The profile's global generator (``gen_ngf``, ``gen_downsample``, ``gen_blocks``)."""
     return GlobalGenerator(in_channels, out_channels, profile.gen_ngf, profile.gen_downsample, profile.gen_blocks,
-                           output)
+                           output, residual, shortcut)
 
 
 def discriminator_from_profile(profile: Profile, in_channels: int, ndf: int | None = None) -> MultiscaleDiscriminator:

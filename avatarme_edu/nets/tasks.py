@@ -17,6 +17,9 @@ task                       input (channels)                   target            
 ``diffuse_normals``        σ(gray(A_D), N_O) (1 + 3)          N_D, object space    generator
 =========================  =================================  ===================  ============
 
+The de-lighting and normals generators refine an input map (``residual``: the texture, the shape
+normals; see :mod:`~avatarme_edu.nets.pix2pixhd`), so untrained they return the baseline.
+
 Encoding: the generator sees values in [-1, 1] as in pix2pixHD - colour maps, grey and depth are
 mapped ``2x - 1``, normals are already there. RCAN sees the texture as it is (linear RGB in [0, 1]).
 Outputs are maps in the project's convention (albedo in [0, 1], unit normals), see the generator's
@@ -48,6 +51,22 @@ class Task:
     out_channels: int
     output: str = "unit_interval"  # the generator's output head
     paper: str = ""  # the paper's notation
+    residual: str = ""  # the input map the output refines (pix2pixhd's residual output), "" for none
+    mask: str = "mask"  # the batch key of the valid texels
+    adversarial: bool = True  # trained with pix2pixHD's GAN and feature matching, else L1 alone (see train.py)
+    shortcut: bool = False  # the generator's full-resolution input-to-output path (pix2pixhd.py)
+
+    @property
+    def residual_channel(self) -> int | None:
+        """The first input channel of :attr:`residual`'s map, or None."""
+        if not self.residual:
+            return None
+        c = 0
+        for key, enc in self.inputs:
+            if key == self.residual:
+                return c
+            c += 1 if enc == "gray_signed" else _CHANNELS[key]
+        raise ValueError(f"task {self.name!r}: residual map {self.residual!r} is not one of its inputs")
 
     @property
     def in_channels(self) -> int:
@@ -56,34 +75,50 @@ class Task:
     @property
     def keys(self) -> tuple[str, ...]:
         """The batch keys this task reads (inputs, target and the mask)."""
-        return tuple(dict.fromkeys([k for k, _ in self.inputs] + [self.target, "mask"]))
+        return tuple(dict.fromkeys([k for k, _ in self.inputs] + [self.target, self.mask]))
 
     @property
     def is_normals(self) -> bool:
         return self.output == "unit_vectors"
 
 
-_CHANNELS = {"texture": 3, "texture_low": 3, "diffuse_albedo": 3, "specular_albedo": 1, "diffuse_normals": 3,
+_CHANNELS = {"texture": 3, "texture_low": 3, "texture_sr": 3, "diffuse_albedo": 3, "specular_albedo": 1, "diffuse_normals": 3,
              "specular_normals": 3, "normals_object": 3, "normals_tangent": 3, "depth": 1, "position": 3}
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("sr", "rcan", (("texture_low", "as_is"),), "texture", 3, "linear", "T -> T̂ (RCAN)"),
     Task("delight", "generator", (("texture", "signed"), ("depth", "signed")), "diffuse_albedo", 3,
-         paper="δ(T̂, D_O) -> A_D"),
-    Task("delight_no_shape", "generator", (("texture", "signed"),), "diffuse_albedo", 3, paper="δ(T̂) -> A_D"),
+         paper="δ(T̂, D_O) -> A_D", residual="texture"),
+    Task("delight_no_shape", "generator", (("texture", "signed"),), "diffuse_albedo", 3, paper="δ(T̂) -> A_D",
+         residual="texture"),
     Task("delight_normals_input", "generator", (("texture", "signed"), ("normals_object", "as_is")),
-         "diffuse_albedo", 3, paper="δ(T̂, N_O) -> A_D"),
+         "diffuse_albedo", 3, paper="δ(T̂, N_O) -> A_D", residual="texture"),
     Task("specular_albedo", "generator", (("diffuse_albedo", "signed"),), "specular_albedo", 1,
          paper="ψ(A_D) -> A_S"),
     Task("specular_normals", "generator", (("diffuse_albedo", "gray_signed"), ("normals_tangent", "as_is")),
-         "specular_normals", 3, "unit_vectors", "ρ(gray(A_D), N_T) -> N_S"),
+         "specular_normals", 3, "unit_vectors", "ρ(gray(A_D), N_T) -> N_S", residual="normals_tangent",
+         adversarial=False, shortcut=True),
     Task("diffuse_normals", "generator", (("diffuse_albedo", "gray_signed"), ("normals_object", "as_is")),
-         "diffuse_normals", 3, "unit_vectors", "σ(gray(A_D), N_O) -> N_D"),
+         "diffuse_normals", 3, "unit_vectors", "σ(gray(A_D), N_O) -> N_D", residual="normals_object",
+         adversarial=False, shortcut=True),
 )}
 
 #: The ``avatarme-edu train`` names: the five networks, and the de-lighting variants.
 TRAIN_NAMES = ("sr", "delight", "specular_albedo", "specular_normals", "diffuse_normals")
 DELIGHT_VARIANTS = {"depth": "delight", "no_shape": "delight_no_shape", "normals_input": "delight_normals_input"}
+
+
+#: Super-resolution where the maps are not the texture x ``sr_scale`` (the paper: x8 of 576x384 is 4608x3072,
+#: the maps 6144x4096): RCAN learns the texture at ``profile.sr_hw`` (the dataset's ``SR_KEYS`` pairs).
+SR_PAIRS = Task("sr", "rcan", (("texture_low", "as_is"),), "texture_sr", 3, "linear", "T -> T̂ at sr_hw (RCAN)",
+                mask="mask_low")
+
+
+def task_for_profile(task: Task, profile: Profile) -> Task:
+    """The task as the profile's dataset serves it: :data:`SR_PAIRS` for ``sr`` when ``map_hw != sr_hw``."""
+    if task.name == "sr" and tuple(profile.map_hw) != tuple(profile.sr_hw):
+        return SR_PAIRS
+    return task
 
 
 def get_task(name: str) -> Task:
@@ -125,12 +160,18 @@ def network_target(task: Task, batch: dict) -> torch.Tensor:
 
 
 def batch_mask(task: Task, batch: dict) -> torch.Tensor | None:
-    """``(N, H', W')`` bool valid texels of the target, or None when the batch has no mask."""
-    m = batch.get("mask")
+    """``(N, H', W')`` bool valid texels of the target, or None when the batch has no mask.
+
+    A mask coarser than the target (``mask_low`` of super-resolution pairs) is enlarged: each of its
+    texels covers ``r x r`` target texels."""
+    m = batch.get(task.mask)
     if m is None:
         return None
     if m.ndim == 4:  # (N, 1, H, W) masks are accepted too
         m = m[:, 0]
+    t = batch.get(task.target)
+    if torch.is_tensor(t) and tuple(m.shape[-2:]) != tuple(t.shape[-2:]):
+        m = torch.nn.functional.interpolate(m[:, None].float(), size=tuple(t.shape[-2:]), mode="nearest")[:, 0]
     return m.bool()
 
 
@@ -158,4 +199,5 @@ def build_network(task: Task, profile: Profile) -> nn.Module:
 
     if task.network == "rcan":
         return rcan_from_profile(profile, task.in_channels, task.out_channels)
-    return generator_from_profile(profile, task.in_channels, task.out_channels, task.output)
+    return generator_from_profile(profile, task.in_channels, task.out_channels, task.output, task.residual_channel,
+                                  task.shortcut)

@@ -8,6 +8,12 @@
   in both the real and the fake map before the discriminator sees them, so it cannot tell them
   apart by the background. For normals the L1 acts on unit vectors: for the small angles of
   pore/wrinkle detail ``|a - b|`` grows like the angle, so no separate cosine loss is needed.
+* **Normals networks** (``Task.adversarial`` False): L1 alone, Adam lr 2e-4, betas (0.5, 0.999) (the
+  committed cpu weights used ``--lr 2e-5``: at 2e-4 each step moves the answer by more than the detail,
+  see ``results/reflectance.md``). The
+  detail they add is a fraction of a degree (the shape normals are 0.2-0.8 degrees from the truth on
+  held-out patches); the discriminator rewards pore-like texture wherever it looks plausible, and
+  texture that is not aligned with the true pores costs more angle than it adds.
 
 **Data**: ``make_batches()`` returns an iterable of batches (dicts of ``(N, C, P, P)`` tensors, see
 :mod:`~avatarme_edu.nets.tasks`); it must give the same sequence each time it is called (a seeded
@@ -55,6 +61,9 @@ class Trainer:
         self.D = None
         if task.network == "rcan":
             self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr or 1e-4, betas=(0.9, 0.999))
+            self.optimizers = {"G": self.opt_G}
+        elif not task.adversarial:
+            self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr or 2e-4, betas=(0.5, 0.999))
             self.optimizers = {"G": self.opt_G}
         else:
             self.D = discriminator_from_profile(profile, task.in_channels + task.out_channels).to(self.device).train()
@@ -117,7 +126,7 @@ def _write_json(obj: dict, path: Path) -> None:
 def train(task: Task, profile: Profile, make_batches: Callable[[], Iterable[dict]], out: str | os.PathLike,
           steps: int, seed: int = 0, lr: float | None = None, resume: bool = False, checkpoint_every: int = 100,
           validate: Callable[[torch.nn.Module, int], dict] | None = None, val_every: int = 0,
-          progress: bool = True, info: dict | None = None) -> dict:
+          progress: bool = True, info: dict | None = None, max_minutes: float | None = None) -> dict:
     """Train ``task`` for ``steps`` steps in total; writes under ``out``:
 
     * ``checkpoint.safetensors`` every ``checkpoint_every`` steps and at the end (for ``resume``);
@@ -125,7 +134,10 @@ def train(task: Task, profile: Profile, make_batches: Callable[[], Iterable[dict
       "patches_per_s"}, {"step", "val": {...}}]}``;
     * ``<task>.safetensors``: the trained network (:func:`~avatarme_edu.nets.weights.save_weights`).
 
-    ``validate(G, step)`` (every ``val_every`` steps) returns held-out numbers for the log. Returns the log.
+    ``validate(G, step)`` (every ``val_every`` steps) returns held-out numbers for the log.
+    ``max_minutes``: stop early once the training steps have taken this long (a classroom budget on a
+    loaded machine); the log's ``steps_done`` and the weights' ``steps`` say where it stopped, and
+    ``--steps`` that number repeats the run exactly. Returns the log.
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
@@ -178,15 +190,20 @@ def train(task: Task, profile: Profile, make_batches: Callable[[], Iterable[dict
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{losses['loss']:.4f}", patches_s=f"{n / dt:.1f}")
-        if validate is not None and val_every and (step % val_every == 0 or step == steps):
+        out_of_time = max_minutes is not None and log["wall_s"] >= 60 * max_minutes
+        if validate is not None and val_every and (step % val_every == 0 or step == steps or out_of_time):
             log["entries"].append({"step": step, "val": validate(trainer.G, step)})
             trainer.G.train()
-        if step % checkpoint_every == 0 or step == steps:
+        if step % checkpoint_every == 0 or step == steps or out_of_time:
             checkpoint()
+        if out_of_time:
+            break
     if bar is not None:
         bar.close()
+    log["steps_done"] = step
+    _write_json(log, log_path)
     save_weights(trainer.G, out / f"{task.name}.safetensors", task, profile,
-                 info={"steps": steps, "seed": seed, "wall_s": round(log["wall_s"], 1), **(info or {})})
+                 info={"steps": step, "seed": seed, "wall_s": round(log["wall_s"], 1), **(info or {})})
     return log
 
 
@@ -227,6 +244,8 @@ def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
     p.add_argument("--seed", type=int, default=0, help="weights initialisation and patch order")
     p.add_argument("--batch-size", type=int, default=8, help="patches per step (default 8)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-4 RCAN, 2e-4 pix2pixHD)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop early after this many minutes of training steps (the log says how many were done)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
     p.add_argument("--val-every", type=int, default=100, help="steps between held-out numbers/figures (0: never)")
@@ -235,14 +254,41 @@ def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
     return p
 
 
+def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, out: str | os.PathLike, steps: int,
+                       batch_size: int = 8, seed: int = 0, lr: float | None = None, resume: bool = False,
+                       checkpoint_every: int = 100, val_every: int = 100, val_patches: int = 8,
+                       max_minutes: float | None = None, info: dict | None = None, progress: bool = True) -> dict:
+    """Train ``task`` on a light-stage dataset's training identities, scored on a fixed batch of its
+    held-out ones (:mod:`~avatarme_edu.nets.validate`); what :func:`train` writes, and returns its log.
+
+    Super-resolution uses the (texture, texture at ``sr_hw``) pairs where the maps are not exactly the
+    texture x ``sr_scale`` (the paper profile), see :func:`~avatarme_edu.nets.tasks.task_for_profile`.
+    """
+    from avatarme_edu.lightstage.dataset import PatchDataset, patch_loader
+    from avatarme_edu.nets.tasks import task_for_profile
+    from avatarme_edu.nets.validate import held_out_batch, validator
+
+    task = task_for_profile(task, profile)
+    train_set = PatchDataset(data, "train", profile, keys=task.keys)  # fails early on a bad dataset
+
+    def make_batches():
+        return patch_loader(data, "train", profile, batch_size, keys=task.keys, seed=seed)
+
+    val = validator(task, held_out_batch(data, task, profile, val_patches, seed=12345), out) if val_every > 0 else None
+    info = {"data": str(data), "batch_size": batch_size, "machine": machine_description(profile),
+            "train_identities": train_set.identities, **(info or {})}
+    return train(task, profile, make_batches, out, steps, seed=seed, lr=lr, resume=resume,
+                 checkpoint_every=checkpoint_every, validate=val, val_every=val_every, info=info,
+                 max_minutes=max_minutes, progress=progress)
+
+
 def run_train(args) -> int:
     """``avatarme-edu train``: make the dataset if needed, train, write weights; returns the exit status."""
     import shlex
     import sys
 
-    from avatarme_edu.lightstage.dataset import PatchDataset, make_dataset, patch_loader
+    from avatarme_edu.lightstage.dataset import make_dataset
     from avatarme_edu.nets.tasks import DELIGHT_VARIANTS, get_task
-    from avatarme_edu.nets.validate import held_out_batch, validator
     from avatarme_edu.profiles import get_profile
 
     profile = get_profile(args.profile, args.device)
@@ -252,32 +298,21 @@ def run_train(args) -> int:
     for name in ("steps", "batch_size", "subjects", "checkpoint_every", "val_patches"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    h, w = profile.map_hw
-    if task.name == "sr" and (h * 1.0 / profile.texture_hw[0], w * 1.0 / profile.texture_hw[1]) != (
-            profile.sr_scale, profile.sr_scale):
-        raise ValueError(f"training sr at the {profile.name} profile needs (texture, x{profile.sr_scale} texture at "
-                         f"{profile.sr_hw}) pairs, which the dataset of {profile.map_hw} maps does not hold")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise ValueError(f"--max-minutes must be positive, got {args.max_minutes}")
     out = Path(args.out)
     data = Path(args.data) if args.data else out / "data"
     if not (data / "manifest.json").is_file():
         print(f"no dataset in {str(data)!r}: writing {args.subjects} identities from {args.data_seed} there")
         make_dataset(args.subjects, args.data_seed, profile, data)
-    train_set = PatchDataset(data, "train", profile, keys=task.keys)  # fails early on a bad dataset
-
-    def make_batches():
-        return patch_loader(data, "train", profile, args.batch_size, keys=task.keys, seed=args.seed)
-
-    val = None
-    if args.val_every > 0:
-        val = validator(task, held_out_batch(data, task, profile, args.val_patches, seed=12345), out)
-    info = {"command": shlex.join(["avatarme-edu", *sys.argv[1:]]) if sys.argv else "", "data": str(data),
-            "batch_size": args.batch_size, "machine": machine_description(profile),
-            "train_identities": train_set.identities}
-    log = train(task, profile, make_batches, out, args.steps, seed=args.seed, lr=args.lr, resume=args.resume,
-                checkpoint_every=args.checkpoint_every, validate=val, val_every=args.val_every, info=info)
+    argv = sys.argv[1:]
+    argv = argv if argv[:1] == ["train"] else ["train", *argv]  # `python -m avatarme_edu.nets` drops "train"
+    log = train_from_dataset(task, profile, data, out, args.steps, args.batch_size, args.seed, args.lr, args.resume,
+                             args.checkpoint_every, args.val_every, args.val_patches, args.max_minutes,
+                             info={"command": shlex.join(["avatarme-edu", *argv])})
     last = [e for e in log["entries"] if "loss" in e][-1]
     vals = [e for e in log["entries"] if "val" in e]
-    print(f"{task.name}: {args.steps} steps in {log['wall_s']:.0f} s, last loss {last['loss']:.4f}"
+    print(f"{task.name}: {log['steps_done']} steps in {log['wall_s']:.0f} s, last loss {last['loss']:.4f}"
           + (f", held-out {json.dumps(vals[-1]['val'])}" if vals else ""))
     print(f"weights: {out / (task.name + '.safetensors')}")
     return 0

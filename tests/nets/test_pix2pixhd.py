@@ -79,3 +79,25 @@ def test_unit_vectors_head_needs_three_channels():
     with pytest.raises(ValueError, match="unknown output head"):
         GlobalGenerator(3, 3, ngf=4, n_down=1, n_blocks=1, output="sigmoid")
     assert isinstance(MultiscaleDiscriminator(3, 8, 3, 1).scales[0], torch.nn.Module)
+
+
+@pytest.mark.parametrize("output, shortcut", [("unit_interval", False), ("unit_vectors", True)])
+def test_a_residual_generator_starts_as_its_input_map_and_can_move_away(output, shortcut):
+    from avatarme_edu.nets.pix2pixhd import GlobalGenerator
+
+    torch.manual_seed(0)
+    g = GlobalGenerator(4, 3, ngf=4, n_down=2, n_blocks=1, output=output, residual=1, shortcut=shortcut)
+    x = torch.rand(2, 4, 20, 28) * 2 - 1
+    if output == "unit_vectors":
+        x[:, 1:] = torch.nn.functional.normalize(x[:, 1:], dim=1)
+        base = x[:, 1:]
+    else:
+        base = 0.5 * (x[:, 1:] + 1)
+    assert torch.allclose(g(x), base, atol=1e-6)
+    (g(x) - base).square().sum().backward()  # zero now, but every path gets a gradient from a nonzero loss
+    loss = (g(x)[:, 0] - 0.3).abs().mean()
+    g.zero_grad()
+    loss.backward()
+    last = g.shortcut[1].weight.grad if shortcut else g.model[-1].weight.grad
+    assert last.abs().sum() > 0
+    assert g.config.get("shortcut", False) is shortcut and g.config["residual"] == 1

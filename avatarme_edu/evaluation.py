@@ -1,0 +1,319 @@
+"""How good are the reflectance networks? Held-out virtual subjects, every network against its baselines.
+
+For each held-out identity (``seed``: any identity the dataset split keeps out of training,
+:func:`~avatarme_edu.lightstage.dataset.is_held_out`) the light stage makes the subject and its
+in-the-wild texture exactly as the dataset writer does, and every stage runs on it with the
+sliding window of :mod:`avatarme_edu.stages`. Each stage gets the *true* maps as inputs (the sharp
+texture T̂ for de-lighting, the true A_D for the albedo-to-specular and normals networks), so a
+stage's numbers do not inherit the errors of the stage before it.
+
+=================  ==============================================  ==============================
+stage              methods                                         metrics (valid texels)
+=================  ==============================================  ==============================
+super_resolution   ``network`` (RCAN), ``bicubic``                 PSNR, SSIM vs the sharp texture
+delighting         ``network`` δ(T̂, D_O), ``no_shape`` δ(T̂),       PSNR, SSIM vs A_D
+                   ``texture``, ``balanced_texture``
+specular_albedo    ``network`` ψ(A_D), ``mean_map``                PSNR, SSIM vs A_S
+specular_normals   ``network`` ρ, ``shape_normals`` (N_T)          angle to N_S (deg), also face
+diffuse_normals    ``network`` σ, ``shape_normals`` (N_O)          angle to N_D (deg), also face
+=================  ==============================================  ==============================
+
+Baselines: ``texture`` takes the lit texture as the albedo; ``balanced_texture`` multiplies it per
+channel so its mean colour becomes the training set's mean albedo colour (a white balance that knows
+skin, not the light's shape); ``mean_map`` is the training set's mean specular albedo map. Both
+training-set means are computed once from the training identities (:func:`training_means`) and
+kept next to the weights (``training_means.safetensors``). The numbers of several seeds are averaged.
+
+Results: ``{"<stage>": {"<method>": {"psnr", "ssim"}}}`` for colour and grey maps and
+``{"<stage>": {"<method>": {"angular_error_deg": {"mean", "median"}, "angular_error_deg_face": ...}}}``
+for normals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from avatarme_edu.profiles import Profile
+
+MEANS_NAME = "training_means.safetensors"
+STAGES = ("super_resolution", "delighting", "specular_albedo", "specular_normals", "diffuse_normals")
+
+
+# ----------------------------------------------------------------------------------------------
+# The training set's means (for the balanced_texture and mean_map baselines)
+# ----------------------------------------------------------------------------------------------
+
+
+def training_means(data: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """From a light-stage dataset's training identities: ``diffuse_albedo_colour`` ``(3,)`` (mean over
+    the valid texels of every map) and ``specular_albedo_map`` ``(1, H, W)`` (per-texel mean where
+    valid, 0 elsewhere)."""
+    from avatarme_edu.lightstage.dataset import load_maps, read_manifest
+    from avatarme_edu.lightstage.subjects import subject_dir_name
+
+    data = Path(data)
+    ids = read_manifest(data)["split"]["train"]
+    if not ids:
+        raise ValueError(f"the dataset in {str(data)!r} has no training identities")
+    colour, n_colour, spec, n_spec = torch.zeros(3, dtype=torch.float64), 0, None, None
+    for i in ids:
+        maps = load_maps(data / subject_dir_name(i))
+        m = maps["mask"]
+        colour += maps["diffuse_albedo"][:, m].double().sum(1)
+        n_colour += int(m.sum())
+        s = maps["specular_albedo"].double() * m
+        spec = s if spec is None else spec + s
+        n_spec = m.double() if n_spec is None else n_spec + m
+    return {"diffuse_albedo_colour": (colour / n_colour).float(),
+            "specular_albedo_map": (spec / n_spec.clamp_min(1)).float()}
+
+
+def save_training_means(means: dict[str, torch.Tensor], path: str | os.PathLike, data: str = "") -> Path:
+    """Write :func:`training_means` as safetensors (atomically), with the dataset it came from."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        save_file({k: v.contiguous() for k, v in means.items()}, str(tmp), metadata={"data": str(data)})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_training_means(weights_dir: str | os.PathLike, profile: Profile) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    path = Path(weights_dir) / MEANS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no {MEANS_NAME} in {str(weights_dir)!r}; write it with "
+                                f"`python -m avatarme_edu.evaluation --means-from DATASET --weights {weights_dir}`")
+    means = load_file(str(path))
+    if tuple(means["specular_albedo_map"].shape[-2:]) != tuple(profile.map_hw):
+        raise ValueError(f"{str(path)!r} holds a {tuple(means['specular_albedo_map'].shape[-2:])} mean map, "
+                         f"but the {profile.name} profile's maps are {tuple(profile.map_hw)}")
+    return means
+
+
+# ----------------------------------------------------------------------------------------------
+# One held-out subject, every stage and baseline
+# ----------------------------------------------------------------------------------------------
+
+
+def held_out_subject(seed: int, profile: Profile):
+    """``(subject, wild)``: held-out identity ``seed`` (neutral) and its wild texture, as the dataset
+    writer makes them. A training identity is refused with one line."""
+    from avatarme_edu.geometry.head import EXPRESSIONS, load_eduhead
+    from avatarme_edu.lightstage.dataset import is_held_out, wild_generator
+    from avatarme_edu.lightstage.dataset.subject_files import one_torch_thread
+    from avatarme_edu.lightstage.subjects import make_subject_expressions
+    from avatarme_edu.lightstage.wild import wild_texture
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seeds must be identity numbers (ints >= 0), got {seed!r}")
+    if not is_held_out(seed):
+        raise ValueError(f"seed {seed} is a training identity; evaluate on held-out identities only "
+                         f"(those with seed % 5 == 4, e.g. {seed - seed % 5 + 4})")
+    head = load_eduhead(device=profile.torch_device)
+    with one_torch_thread():  # the dataset's float rounding: the same maps as a written held-out subject
+        subject = make_subject_expressions(seed, profile, ["neutral"], head=head)[0]
+        wild = wild_texture(subject, profile, wild_generator(seed, list(EXPRESSIONS).index("neutral")))
+    return subject, wild
+
+
+def _colour(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict:
+    from avatarme_edu.metrics import psnr, ssim
+
+    pred = pred.float().clamp(0, 1)
+    return {"psnr": psnr(pred, target.float(), mask), "ssim": ssim(pred, target.float(), mask)}
+
+
+def _normals(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, face: torch.Tensor) -> dict:
+    from avatarme_edu.metrics import angular_error
+
+    e, f = angular_error(pred, target, mask), angular_error(pred, target, mask & face)
+    return {"angular_error_deg": {"mean": e["mean"], "median": e["median"]},
+            "angular_error_deg_face": {"mean": f["mean"], "median": f["median"]}}
+
+
+def balanced_texture(texture: torch.Tensor, mask: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+    """``(3, H, W)``: the texture with per-channel gains that make its mean over ``mask`` equal ``colour`` (3,)."""
+    mean = texture[:, mask].double().mean(1).clamp_min(1e-6)
+    gains = colour.double().to(texture.device) / mean
+    return (texture.double() * gains.view(3, 1, 1)).float() * mask
+
+
+def evaluate_subject(seed: int, profile: Profile, weights_dir: str | os.PathLike | None = None,
+                     means: dict | None = None) -> dict:
+    """The results dict (see the module docstring) of one held-out identity."""
+    from avatarme_edu import stages
+    from avatarme_edu.nets.weights import WEIGHTS_DIR
+
+    wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR / profile.name
+    means = means if means is not None else load_training_means(wdir, profile)
+    w = {name: wdir / f"{name}.safetensors" for name in
+         ("sr", "delight", "delight_no_shape", "specular_albedo", "specular_normals", "diffuse_normals")}
+    subject, wild = held_out_subject(seed, profile)
+    r, shape = subject.reflectance, subject.shape
+    mask = r.mask.bool()
+    face = subject.regions["face"] > 0.5
+    texture, albedo = wild.high, r.diffuse_albedo
+
+    out: dict = {}
+    sr = stages.super_resolve(wild.low, profile, w["sr"])
+    bicubic = F.interpolate(wild.low[None], size=tuple(profile.map_hw), mode="bicubic", align_corners=False)[0]
+    out["super_resolution"] = {"network": _colour(sr, texture, mask), "bicubic": _colour(bicubic, texture, mask)}
+
+    out["delighting"] = {
+        "network": _colour(stages.delight(texture, shape, profile, w["delight"]), albedo, mask),
+        "no_shape": _colour(stages.delight(texture, shape, profile, w["delight_no_shape"], "no_shape"), albedo, mask),
+        "texture": _colour(texture, albedo, mask),
+        "balanced_texture": _colour(balanced_texture(texture, mask, means["diffuse_albedo_colour"]), albedo, mask),
+    }
+    out["specular_albedo"] = {
+        "network": _colour(stages.specular_albedo(albedo, profile, w["specular_albedo"], mask), r.specular_albedo,
+                           mask),
+        "mean_map": _colour(means["specular_albedo_map"].to(mask.device) * mask, r.specular_albedo, mask),
+    }
+    out["specular_normals"] = {
+        "network": _normals(stages.specular_normals(albedo, shape, profile, w["specular_normals"]),
+                            r.specular_normals, mask, face),
+        "shape_normals": _normals(shape.normals_tangent, r.specular_normals, mask, face),
+    }
+    out["diffuse_normals"] = {
+        "network": _normals(stages.diffuse_normals(albedo, shape, profile, w["diffuse_normals"]),
+                            r.diffuse_normals, mask, face),
+        "shape_normals": _normals(shape.normals_object, r.diffuse_normals, mask, face),
+    }
+    return out
+
+
+def _average(results: list[dict]):
+    """The mean of the numbers at the same place in several results dicts."""
+    first = results[0]
+    if isinstance(first, dict):
+        return {k: _average([r[k] for r in results]) for k in first}
+    return float(sum(results) / len(results))
+
+
+def evaluate_reflectance(seeds, profile: Profile, weights_dir: str | os.PathLike | None = None,
+                         progress: bool = False, per_seed: dict | None = None) -> dict:
+    """Every network and baseline on the held-out identities ``seeds``, averaged over them.
+
+    ``weights_dir``: a folder holding ``<network>.safetensors`` for the six networks (``sr``,
+    ``delight``, ``delight_no_shape``, ``specular_albedo``, ``specular_normals``,
+    ``diffuse_normals``) and ``training_means.safetensors``; default the profile's committed weights.
+    ``per_seed``: a dict that receives each seed's own results (``{seed: results}``).
+    """
+    from avatarme_edu.nets.weights import WEIGHTS_DIR
+
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("give at least one held-out seed")
+    for s in seeds:  # refuse a training identity before any work
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0 or s % 5 != 4:
+            held_out_subject(s, profile)
+    wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR / profile.name
+    means = load_training_means(wdir, profile)
+    each = []
+    for s in seeds:
+        each.append(evaluate_subject(s, profile, wdir, means))
+        if per_seed is not None:
+            per_seed[s] = each[-1]
+        if progress:
+            print(f"seed {s}: done", flush=True)
+    return _average(each)
+
+
+# ----------------------------------------------------------------------------------------------
+# `avatarme-edu evaluate ...` and the markdown table
+# ----------------------------------------------------------------------------------------------
+
+
+def results_table(results: dict) -> str:
+    """The results as a markdown table: one row per stage and method."""
+    lines = ["| stage | method | PSNR (dB) | SSIM | mean angle (deg) | median angle (deg) | face mean (deg) |",
+             "|---|---|---|---|---|---|---|"]
+    for stage, methods in results.items():
+        for method, m in methods.items():
+            if "psnr" in m:
+                lines.append(f"| {stage} | {method} | {m['psnr']:.2f} | {m['ssim']:.4f} | | | |")
+            else:
+                a, f = m["angular_error_deg"], m["angular_error_deg_face"]
+                lines.append(f"| {stage} | {method} | | | {a['mean']:.3f} | {a['median']:.3f} | {f['mean']:.3f} |")
+    return "\n".join(lines)
+
+
+def add_evaluate_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
+    """Add ``evaluate`` to an argparse sub-parser set; the parsed args go to :func:`run_evaluate`."""
+    from avatarme_edu.profiles import PROFILE_NAMES
+
+    p = subparsers.add_parser("evaluate", help="score every reflectance network and baseline on held-out subjects")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default=None, help="'cpu' or 'paper' (default: automatic)")
+    p.add_argument("--device", default=None, help="torch device (default: automatic)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[4, 9, 14, 19, 24],
+                   help="held-out identities (seed %% 5 == 4; default 4 9 14 19 24)")
+    p.add_argument("--weights", default=None, help="folder of <network>.safetensors and training_means.safetensors "
+                                                   "(default: the committed weights of the profile)")
+    p.add_argument("--means-from", default=None, metavar="DATASET",
+                   help="first compute the training-set means from this dataset into --weights")
+    p.add_argument("--out", default="results.json",
+                   help="results JSON; a markdown table goes next to it (.md), each seed's numbers to *_per_seed.json")
+    p.set_defaults(func=run_evaluate)
+    return p
+
+
+def run_evaluate(args) -> int:
+    """``avatarme-edu evaluate``: write the results JSON and markdown table; returns the exit status."""
+    import shlex
+    import sys
+
+    from avatarme_edu.atomic import write_text
+    from avatarme_edu.profiles import get_profile
+
+    profile = get_profile(args.profile, args.device)
+    if args.means_from:
+        if not args.weights:
+            raise ValueError("--means-from needs --weights (where to write training_means.safetensors)")
+        save_training_means(training_means(args.means_from), Path(args.weights) / MEANS_NAME, args.means_from)
+    each: dict = {}
+    results = evaluate_reflectance(args.seeds, profile, args.weights, progress=True, per_seed=each)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(out, json.dumps(results, indent=1))
+    write_text(out.with_name(out.stem + "_per_seed.json"), json.dumps({str(k): v for k, v in each.items()}, indent=1))
+    argv = sys.argv[1:]
+    argv = argv if argv[:1] == ["evaluate"] else ["evaluate", *argv]
+    table = (f"# Reflectance networks on held-out subjects ({profile.name} profile)\n\n"
+             f"Seeds {' '.join(map(str, args.seeds))}, averaged. Command: `{shlex.join(['avatarme-edu', *argv])}`\n\n"
+             + results_table(results) + "\n")
+    write_text(out.with_suffix(".md"), table)
+    print(results_table(results))
+    print(f"results: {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m avatarme_edu.evaluation ...``: the ``evaluate`` command on its own."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m avatarme_edu.evaluation")
+    add_evaluate_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["evaluate", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as err:  # bad input: one clear line, no traceback
+        print(f"evaluate: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
