@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from avatarme_edu.evaluation import add_evaluate_parser
 from avatarme_edu.fitting.fit_cli import add_fit_parser
 from avatarme_edu.fitting.texture_gan_train import add_train_gan_parser
 from avatarme_edu.nets.train import add_train_parser
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     # the stages' own commands: each module adds its parser with its own --profile/--device/--seed
     add_fit_parser(sub)
     add_train_parser(sub)
+    add_evaluate_parser(sub)
     add_train_gan_parser(sub)
     return parser
 

@@ -76,6 +76,7 @@ def test_head_command_exports_an_expression(tmp_path):
      "is not an image"),
     (["train", "sr", "--out", "/nonexistent/out", "--steps", "0"], "--steps must be at least 1"),
     (["train-gan", "/nonexistent/data", "--out", "/nonexistent/out"], "no manifest.json"),
+    (["evaluate", "--seeds", "3", "--out", "/nonexistent/out.json"], "training identit"),
 ])
 def test_bad_parameters_are_one_clear_line(argv, message, capsys):
     assert main(argv) == 2
@@ -200,7 +201,9 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     import time
 
     out = tmp_path / "ls"
-    proc = subprocess.Popen([sys.executable, "-m", "avatarme_edu.cli", "dataset", "3", "--device", "cpu",
+    # 20 identities: the run cannot finish between the first temporary folder and the interrupt, even on
+    # a loaded machine (with 3 it sometimes did, and exited 0)
+    proc = subprocess.Popen([sys.executable, "-m", "avatarme_edu.cli", "dataset", "20", "--device", "cpu",
                              "--map-size", "96x144", "--workers", "0", "--out", str(out)],
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
