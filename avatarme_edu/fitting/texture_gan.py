@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avatarme_edu.resources import data_path
 from avatarme_edu.profiles import Profile
+from avatarme_edu.resources import data_path
 
 WEIGHTS_DIR = data_path("weights")
 WEIGHTS_FILE = "texture_gan.safetensors"

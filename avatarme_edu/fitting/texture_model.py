@@ -23,8 +23,9 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-from avatarme_edu.resources import data_path
+from avatarme_edu.fitting.texture_gan import load_texture_gan
 from avatarme_edu.profiles import Profile, get_profile
+from avatarme_edu.resources import data_path
 
 WEIGHTS_DIR = data_path("weights")
 PCA_FILE, GAN_FILE = "texture_pca.safetensors", "texture_gan.safetensors"
@@ -166,9 +167,7 @@ def load_texture_model(profile: Profile, kind: str = "gan", path: str | Path | N
         return load_pca_texture_model(profile, path)
     if kind != "gan":
         raise ValueError(f"unknown texture model {kind!r}; valid kinds are 'gan' and 'pca'")
-    from avatarme_edu.fitting import texture_gan  # the GAN module, written by the texture-GAN stage
-
-    return texture_gan.load_texture_gan(profile, path or WEIGHTS_DIR / profile.name / GAN_FILE)
+    return load_texture_gan(profile, path or WEIGHTS_DIR / profile.name / GAN_FILE)
 
 
 def default_texture_model(profile: Profile, verbose: bool = True) -> TextureModel:
