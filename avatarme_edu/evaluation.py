@@ -38,68 +38,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from avatarme_edu.lightstage.dataset.means import (  # noqa: F401  (their home; used by the baselines)
+    MEANS_NAME, load_training_means, save_training_means, training_means,
+)
 from avatarme_edu.profiles import Profile
 
-MEANS_NAME = "training_means.safetensors"
 STAGES = ("super_resolution", "delighting", "specular_albedo", "specular_normals", "diffuse_normals")
-
-
-# ----------------------------------------------------------------------------------------------
-# The training set's means (for the balanced_texture and mean_map baselines)
-# ----------------------------------------------------------------------------------------------
-
-
-def training_means(data: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """From a light-stage dataset's training identities: ``diffuse_albedo_colour`` ``(3,)`` (mean over
-    the valid texels of every map) and ``specular_albedo_map`` ``(1, H, W)`` (per-texel mean where
-    valid, 0 elsewhere)."""
-    from avatarme_edu.lightstage.dataset import load_maps, read_manifest
-    from avatarme_edu.lightstage.subjects import subject_dir_name
-
-    data = Path(data)
-    ids = read_manifest(data)["split"]["train"]
-    if not ids:
-        raise ValueError(f"the dataset in {str(data)!r} has no training identities")
-    colour, n_colour, spec, n_spec = torch.zeros(3, dtype=torch.float64), 0, None, None
-    for i in ids:
-        maps = load_maps(data / subject_dir_name(i))
-        m = maps["mask"]
-        colour += maps["diffuse_albedo"][:, m].double().sum(1)
-        n_colour += int(m.sum())
-        s = maps["specular_albedo"].double() * m
-        spec = s if spec is None else spec + s
-        n_spec = m.double() if n_spec is None else n_spec + m
-    return {"diffuse_albedo_colour": (colour / n_colour).float(),
-            "specular_albedo_map": (spec / n_spec.clamp_min(1)).float()}
-
-
-def save_training_means(means: dict[str, torch.Tensor], path: str | os.PathLike, data: str = "") -> Path:
-    """Write :func:`training_means` as safetensors (atomically), with the dataset it came from."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        save_file({k: v.contiguous() for k, v in means.items()}, str(tmp), metadata={"data": str(data)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def load_training_means(weights_dir: str | os.PathLike, profile: Profile) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    path = Path(weights_dir) / MEANS_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"no {MEANS_NAME} in {str(weights_dir)!r}; write it with "
-                                f"`python -m avatarme_edu.evaluation --means-from DATASET --weights {weights_dir}`")
-    means = load_file(str(path))
-    if tuple(means["specular_albedo_map"].shape[-2:]) != tuple(profile.map_hw):
-        raise ValueError(f"{str(path)!r} holds a {tuple(means['specular_albedo_map'].shape[-2:])} mean map, "
-                         f"but the {profile.name} profile's maps are {tuple(profile.map_hw)}")
-    return means
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,7 +122,7 @@ def evaluate_subject(seed: int, profile: Profile, weights_dir: str | os.PathLike
         "balanced_texture": _colour(balanced_texture(texture, mask, means["diffuse_albedo_colour"]), albedo, mask),
     }
     out["specular_albedo"] = {
-        "network": _colour(stages.specular_albedo(albedo, profile, w["specular_albedo"], mask), r.specular_albedo,
+        "network": _colour(stages.specular_albedo(albedo, profile, w["specular_albedo"], mask, means), r.specular_albedo,
                            mask),
         "mean_map": _colour(means["specular_albedo_map"].to(mask.device) * mask, r.specular_albedo, mask),
     }

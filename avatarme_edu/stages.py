@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avatarme_edu.nets.tasks import DELIGHT_VARIANTS, Task, get_task, network_input
+from avatarme_edu.nets.tasks import DELIGHT_VARIANTS, Task, add_priors, get_task, network_input
 from avatarme_edu.nets.weights import default_weights_path, load_weights
 from avatarme_edu.profiles import Profile
 from avatarme_edu.tiling import sliding_window
@@ -133,11 +133,21 @@ def delight(texture: torch.Tensor, shape, profile: Profile, weights: Weights = N
 
 
 def specular_albedo(diffuse_albedo: torch.Tensor, profile: Profile, weights: Weights = None,
-                    mask: torch.Tensor | None = None) -> torch.Tensor:
-    """A_S = ψ(A_D): the specular albedo ``(1, H, W)`` in [0, 1] from the diffuse albedo ``(3, H, W)``."""
+                    mask: torch.Tensor | None = None, means: dict | None = None) -> torch.Tensor:
+    """A_S = ψ(A_D): the specular albedo ``(1, H, W)`` in [0, 1] from the diffuse albedo ``(3, H, W)``.
+
+    The network refines the training set's mean specular map (:mod:`~avatarme_edu.nets.tasks`):
+    ``means`` (default: ``training_means.safetensors`` beside the weights file) holds it."""
     _check_map(diffuse_albedo, "diffuse_albedo", 3, mask.shape if mask is not None else None)
-    return _translate(get_task("specular_albedo"), {"diffuse_albedo": diffuse_albedo.float()}, mask, profile,
-                      weights, diffuse_albedo.device)
+    task = get_task("specular_albedo")
+    net = load_network(task, profile, weights)  # first: a missing weights file says how to train it
+    if means is None:
+        from avatarme_edu.lightstage.dataset.means import load_training_means
+
+        folder = Path(weights).parent if isinstance(weights, (str, os.PathLike)) else default_weights_path(task, profile).parent
+        means = load_training_means(folder, profile)
+    maps = add_priors(task, {"diffuse_albedo": diffuse_albedo.float()[None]}, means)
+    return _translate(task, {k: v[0] for k, v in maps.items()}, mask, profile, net, diffuse_albedo.device)
 
 
 def specular_normals(diffuse_albedo: torch.Tensor, shape, profile: Profile, weights: Weights = None) -> torch.Tensor:

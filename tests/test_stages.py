@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from avatarme_edu import stages
-from avatarme_edu.nets.tasks import build_network, get_task
+from avatarme_edu.nets.tasks import build_network, get_task, network_input
 from avatarme_edu.nets.weights import save_weights
 from avatarme_edu.profiles import get_profile
 
@@ -50,12 +50,15 @@ def test_one_window_equals_the_whole_map_forward_pass():
         whole = d(torch.cat([texture * 2 - 1, shape.depth * 2 - 1])[None])[0] * m
         assert torch.allclose(stages.delight(texture, shape, p, d), whole, atol=1e-6)
         s = net("specular_albedo", p)
-        assert torch.allclose(stages.specular_albedo(albedo, p, s), s(albedo[None] * 2 - 1)[0], atol=1e-6)
-        for name, stage, normals in (("specular_normals", stages.specular_normals, shape.normals_tangent),
-                                     ("diffuse_normals", stages.diffuse_normals, shape.normals_object)):
+        prior = torch.rand(1, 32, 32, generator=g)
+        whole = s(torch.cat([albedo, prior])[None] * 2 - 1)[0]
+        assert torch.allclose(stages.specular_albedo(albedo, p, s, means={"specular_albedo_map": prior}), whole,
+                              atol=1e-6)
+        for name, stage, key, normals in (
+                ("specular_normals", stages.specular_normals, "normals_tangent", shape.normals_tangent),
+                ("diffuse_normals", stages.diffuse_normals, "normals_object", shape.normals_object)):
             n = net(name, p)
-            gray = (albedo * torch.tensor([0.2126, 0.7152, 0.0722]).view(3, 1, 1)).sum(0, keepdim=True)
-            whole = n(torch.cat([gray * 2 - 1, normals])[None])[0] * m
+            whole = n(network_input(get_task(name), {"diffuse_albedo": albedo[None], key: normals[None]}))[0] * m
             got = stage(albedo, shape, p, n)
             assert torch.allclose(got, whole, atol=1e-6)
             assert torch.allclose(got.norm(dim=0)[m], torch.ones(int(m.sum())), atol=1e-5)
@@ -71,9 +74,10 @@ def test_many_windows_equal_the_whole_map_for_a_pointwise_network():
     x = torch.rand(3, 8, 22)
     with torch.no_grad():
         assert torch.allclose(stages.super_resolve(x, p, sr), sr(x[None])[0].clamp(0, 1), atol=1e-6)
-        spec = nn.Sequential(nn.Conv2d(3, 1, 1), nn.Sigmoid()).eval()
-        a = torch.rand(3, 32, 88)
-        assert torch.allclose(stages.specular_albedo(a, p, spec), spec(a[None] * 2 - 1)[0], atol=1e-6)
+        spec = nn.Sequential(nn.Conv2d(4, 1, 1), nn.Sigmoid()).eval()
+        a, prior = torch.rand(3, 32, 88), torch.rand(1, 32, 88)
+        got = stages.specular_albedo(a, p, spec, means={"specular_albedo_map": prior})
+        assert torch.allclose(got, spec(torch.cat([a, prior])[None] * 2 - 1)[0], atol=1e-6)
 
 
 def test_super_resolve_resamples_to_the_map_size_like_the_paper():

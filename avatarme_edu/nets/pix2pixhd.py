@@ -28,11 +28,23 @@ its input map: the ``texture`` / ``shape_normals`` baseline, and training only h
 differs (the shading to remove, the pore and wrinkle slopes to add) - a few thousand patches on a
 cpu are not enough to learn the identity map as well.
 
+**Multiplicative residual** (``residual_mode="multiply"``, de-lighting): light multiplies the albedo,
+so the network predicts a per-texel log-ratio, ``A = (T + 0.01) exp(y) - 0.01``: the same shadow is the
+same ``y`` on dark and on light skin, which an added correction is not (the instance norm hides the
+absolute level from the decoder).
+
 **Shortcut** (``shortcut=True``, the normals networks): a 7x7 convolution from the input straight to
 the output at full resolution, added to the decoder's answer. Pore and wrinkle slopes are a texel or
 two wide; the encoder-decoder sees them only through its 1/2^n_down bottleneck, while a linear
 reader of the grey albedo's local gradients already explains a part of them
 (``benchmarks/albedo_detail_trace.py``). Zero at the start, like the residual output.
+
+**Residual scale** (``residual_scale``, the normals networks): the refinement is multiplied by a
+constant before it is added, ``N = normalize(N_shape + s * y)``. Pore and wrinkle slopes move the
+normal by a fraction of a degree (s = 0.02 rad is about 1 degree): without the scale, one Adam step at
+pix2pixHD's learning rate moves the answer by more than the whole detail, and the network dithers
+around the shape normals instead of learning them (the first committed cpu weights had to use a 10x
+smaller learning rate, and learned 0.6 % in 4 minutes).
 
 **Discriminator** ``D``: ``n_discriminators`` PatchGANs (3 stride-2/1 4x4 conv layers, ndf 64, leaky
 ReLU 0.2) that see the (input, output) pair at full, 1/2, 1/4... resolution; each returns its
@@ -48,6 +60,8 @@ from torch import nn
 from avatarme_edu.profiles import Profile
 
 OUTPUT_HEADS = ("unit_interval", "unit_vectors", "linear")
+RESIDUAL_MODES = ("add", "multiply")
+DARK = 0.01  # the multiplicative residual's offset: a black input texel can still be brightened
 
 
 def _norm(channels: int) -> nn.Module:
@@ -75,8 +89,11 @@ class GlobalGenerator(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, ngf: int = 64, n_down: int = 4, n_blocks: int = 9,
-                 output: str = "unit_interval", residual: int | None = None, shortcut: bool = False):
+                 output: str = "unit_interval", residual: int | None = None, shortcut: bool = False,
+                 residual_scale: float = 1.0, residual_mode: str = "add"):
         super().__init__()
+        if residual_mode not in RESIDUAL_MODES:
+            raise ValueError(f"unknown residual_mode {residual_mode!r}; valid modes are: {', '.join(RESIDUAL_MODES)}")
         if output not in OUTPUT_HEADS:
             raise ValueError(f"unknown output head {output!r}; valid heads are: {', '.join(OUTPUT_HEADS)}")
         if output == "unit_vectors" and out_channels != 3:
@@ -90,7 +107,13 @@ class GlobalGenerator(nn.Module):
             self.config["residual"] = residual
         if shortcut:
             self.config["shortcut"] = True
+        if residual_scale != 1.0:
+            self.config["residual_scale"] = float(residual_scale)
+        if residual_mode != "add":
+            self.config["residual_mode"] = residual_mode
+        self.residual_mode = residual_mode
         self.output, self.multiple, self.residual = output, 2 ** n_down, residual
+        self.residual_scale = float(residual_scale)
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), _norm(ngf),
                                    nn.ReLU(inplace=True)]
         for i in range(n_down):
@@ -124,9 +147,13 @@ class GlobalGenerator(nn.Module):
         if self.shortcut is not None:
             y = y + self.shortcut(x)[..., :h, :w]
         if self.residual is not None:
+            y = y * self.residual_scale
             base = x[:, self.residual:self.residual + y.shape[1], :h, :w]
             if self.output == "unit_interval":  # the base map arrives encoded 2x - 1
-                return (0.5 * (base + 1.0) + y).clamp(0.0, 1.0)
+                base = 0.5 * (base + 1.0)
+                if self.residual_mode == "multiply":  # light scales the albedo: a log-ratio per texel
+                    return ((base + DARK) * torch.exp(y) - DARK).clamp(0.0, 1.0)
+                return (base + y).clamp(0.0, 1.0)
             y = base + y
         if self.output == "unit_interval":
             return 0.5 * (torch.tanh(y) + 1.0)
@@ -183,10 +210,11 @@ class MultiscaleDiscriminator(nn.Module):
 
 def generator_from_profile(profile: Profile, in_channels: int, out_channels: int,
                            output: str = "unit_interval", residual: int | None = None,
-                           shortcut: bool = False) -> GlobalGenerator:
+                           shortcut: bool = False, residual_scale: float = 1.0,
+                           residual_mode: str = "add") -> GlobalGenerator:
     """The profile's global generator (``gen_ngf``, ``gen_downsample``, ``gen_blocks``)."""
     return GlobalGenerator(in_channels, out_channels, profile.gen_ngf, profile.gen_downsample, profile.gen_blocks,
-                           output, residual, shortcut)
+                           output, residual, shortcut, residual_scale, residual_mode)
 
 
 def discriminator_from_profile(profile: Profile, in_channels: int, ndf: int | None = None) -> MultiscaleDiscriminator:

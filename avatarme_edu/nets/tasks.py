@@ -12,16 +12,25 @@ task                       input (channels)                   target            
 ``delight``                δ(T̂, D_O): texture, depth (4)      A_D diffuse albedo   generator
 ``delight_no_shape``       δ(T̂): texture (3)  (ablation)      A_D                  generator
 ``delight_normals_input``  δ(T̂, N_O): texture, normals (6)    A_D                  generator
-``specular_albedo``        ψ(A_D) (3)                         A_S (1)              generator
-``specular_normals``       ρ(gray(A_D), N_T) (1 + 3)          N_S, tangent space   generator
-``diffuse_normals``        σ(gray(A_D), N_O) (1 + 3)          N_D, object space    generator
+``specular_albedo``        ψ(A_D) (3), + the mean A_S map (1)  A_S (1)              generator
+``specular_normals``       ρ(gray(A_D), N_T) (1 + 1 + 3)      N_S, tangent space   generator
+``diffuse_normals``        σ(gray(A_D), N_O) (1 + 1 + 3)      N_D, object space    generator
 =========================  =================================  ===================  ============
 
-The de-lighting and normals generators refine an input map (``residual``: the texture, the shape
-normals; see :mod:`~avatarme_edu.nets.pix2pixhd`), so untrained they return the baseline.
+The generators refine an input map (``residual``: the texture, the shape normals, the mean specular
+map; see :mod:`~avatarme_edu.nets.pix2pixhd`), so untrained they return the baseline.
+
+**The specular albedo's UV prior.** A patch does not know where on the face it lies, and the specular
+albedo depends on the place far more than on the diffuse colour (oily T-zone, wet lips; skin tone
+does not change it, ``lightstage/skin_params.py``). So ψ also sees the training identities' mean
+specular map at the same texels (``specular_albedo_prior``, from ``training_means.safetensors``,
+:mod:`~avatarme_edu.lightstage.dataset.means`) and refines it: what the diffuse albedo shows - hair,
+pores, wrinkle floors - moves the answer away from the mean.
 
 Encoding: the generator sees values in [-1, 1] as in pix2pixHD - colour maps, grey and depth are
-mapped ``2x - 1``, normals are already there. RCAN sees the texture as it is (linear RGB in [0, 1]).
+mapped ``2x - 1``, normals are already there. The normals networks see gray(A_D) twice: as it is, and
+its local detail normalised to unit spread (``gray_detail``) - the same information, at the scale of
+what they must read from it. RCAN sees the texture as it is (linear RGB in [0, 1]).
 Outputs are maps in the project's convention (albedo in [0, 1], unit normals), see the generator's
 output heads in :mod:`~avatarme_edu.nets.pix2pixhd`.
 """
@@ -34,10 +43,18 @@ import torch
 from torch import nn
 
 from avatarme_edu.color import luminance
+from avatarme_edu.imaging import gaussian_blur
 from avatarme_edu.profiles import Profile
 
 #: How an input map is encoded for the network: ``(batch key, encoding)``.
-ENCODINGS = ("as_is", "signed", "gray_signed")
+ENCODINGS = ("as_is", "signed", "gray_signed", "gray_detail")
+
+#: ``gray_detail``: the grey map's high-pass (minus its Gaussian blur of :data:`DETAIL_SIGMA` texels),
+#: divided by :data:`DETAIL_STD`, the high-pass's spread on the cpu training patches (about 0.05 in the
+#: ``2x - 1`` encoding), so the pore and wrinkle trace reaches the network at unit size rather than as a
+#: ripple of a few hundredths on the albedo's much larger level (see ``results/reflectance.md``).
+DETAIL_SIGMA = 2.0
+DETAIL_STD = 0.05
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,8 @@ class Task:
     mask: str = "mask"  # the batch key of the valid texels
     adversarial: bool = True  # trained with pix2pixHD's GAN and feature matching, else L1 alone (see train.py)
     shortcut: bool = False  # the generator's full-resolution input-to-output path (pix2pixhd.py)
+    residual_scale: float = 1.0  # the refinement's unit (pix2pixhd.py): about the size of what it adds
+    residual_mode: str = "add"  # "multiply": a log-ratio on the input map (de-lighting, pix2pixhd.py)
 
     @property
     def residual_channel(self) -> int | None:
@@ -65,42 +84,54 @@ class Task:
         for key, enc in self.inputs:
             if key == self.residual:
                 return c
-            c += 1 if enc == "gray_signed" else _CHANNELS[key]
+            c += 1 if enc.startswith("gray") else _CHANNELS[key]
         raise ValueError(f"task {self.name!r}: residual map {self.residual!r} is not one of its inputs")
 
     @property
     def in_channels(self) -> int:
-        return sum(1 if enc == "gray_signed" else _CHANNELS[key] for key, enc in self.inputs)
+        return sum(1 if enc.startswith("gray") else _CHANNELS[key] for key, enc in self.inputs)
 
     @property
     def keys(self) -> tuple[str, ...]:
-        """The batch keys this task reads (inputs, target and the mask)."""
-        return tuple(dict.fromkeys([k for k, _ in self.inputs] + [self.target, self.mask]))
+        """The dataset keys this task reads (inputs, target and the mask; not the priors, see :func:`add_priors`)."""
+        return tuple(dict.fromkeys([k for k, _ in self.inputs if k not in PRIOR_KEYS] + [self.target, self.mask]))
+
+    @property
+    def priors(self) -> tuple[str, ...]:
+        """The inputs that are training-set statistics (:data:`PRIOR_KEYS`), added by :func:`add_priors`."""
+        return tuple(k for k, _ in self.inputs if k in PRIOR_KEYS)
 
     @property
     def is_normals(self) -> bool:
         return self.output == "unit_vectors"
 
 
-_CHANNELS = {"texture": 3, "texture_low": 3, "texture_sr": 3, "diffuse_albedo": 3, "specular_albedo": 1, "diffuse_normals": 3,
+_CHANNELS = {"specular_albedo_prior": 1, "texture": 3, "texture_low": 3, "texture_sr": 3, "diffuse_albedo": 3, "specular_albedo": 1, "diffuse_normals": 3,
              "specular_normals": 3, "normals_object": 3, "normals_tangent": 3, "depth": 1, "position": 3}
+
+#: Inputs that are statistics of the training identities in UV, not maps of the subject: batch key ->
+#: entry of ``training_means.safetensors`` (:mod:`~avatarme_edu.lightstage.dataset.means`).
+PRIOR_KEYS = {"specular_albedo_prior": "specular_albedo_map"}
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("sr", "rcan", (("texture_low", "as_is"),), "texture", 3, "linear", "T -> T̂ (RCAN)"),
     Task("delight", "generator", (("texture", "signed"), ("depth", "signed")), "diffuse_albedo", 3,
-         paper="δ(T̂, D_O) -> A_D", residual="texture"),
+         paper="δ(T̂, D_O) -> A_D", residual="texture", residual_mode="multiply"),
     Task("delight_no_shape", "generator", (("texture", "signed"),), "diffuse_albedo", 3, paper="δ(T̂) -> A_D",
-         residual="texture"),
+         residual="texture", residual_mode="multiply"),
     Task("delight_normals_input", "generator", (("texture", "signed"), ("normals_object", "as_is")),
-         "diffuse_albedo", 3, paper="δ(T̂, N_O) -> A_D", residual="texture"),
-    Task("specular_albedo", "generator", (("diffuse_albedo", "signed"),), "specular_albedo", 1,
-         paper="ψ(A_D) -> A_S"),
-    Task("specular_normals", "generator", (("diffuse_albedo", "gray_signed"), ("normals_tangent", "as_is")),
+         "diffuse_albedo", 3, paper="δ(T̂, N_O) -> A_D", residual="texture", residual_mode="multiply"),
+    Task("specular_albedo", "generator", (("diffuse_albedo", "signed"), ("specular_albedo_prior", "signed")),
+         "specular_albedo", 1, paper="ψ(A_D) -> A_S, refining the training set's mean map",
+         residual="specular_albedo_prior"),
+    Task("specular_normals", "generator", (("diffuse_albedo", "gray_signed"), ("diffuse_albedo", "gray_detail"),
+                                                             ("normals_tangent", "as_is")),
          "specular_normals", 3, "unit_vectors", "ρ(gray(A_D), N_T) -> N_S", residual="normals_tangent",
-         adversarial=False, shortcut=True),
-    Task("diffuse_normals", "generator", (("diffuse_albedo", "gray_signed"), ("normals_object", "as_is")),
+         adversarial=False, shortcut=True, residual_scale=0.02),
+    Task("diffuse_normals", "generator", (("diffuse_albedo", "gray_signed"), ("diffuse_albedo", "gray_detail"),
+                                                            ("normals_object", "as_is")),
          "diffuse_normals", 3, "unit_vectors", "σ(gray(A_D), N_O) -> N_D", residual="normals_object",
-         adversarial=False, shortcut=True),
+         adversarial=False, shortcut=True, residual_scale=0.005),
 )}
 
 #: The ``avatarme-edu train`` names: the five networks, and the de-lighting variants.
@@ -141,6 +172,29 @@ def _get(batch: dict, key: str, task: Task) -> torch.Tensor:
     return _batched(batch[key], key)
 
 
+def add_priors(task: Task, batch: dict, means: dict[str, torch.Tensor]) -> dict:
+    """``batch`` with the task's prior maps added, cut from ``means`` (the training means, maps
+    ``(C, H, W)`` at ``map_hw``) where each patch lies: at ``batch["corner"]`` ``(N, 2)`` (top, left), as
+    :class:`~avatarme_edu.lightstage.dataset.PatchDataset` gives it, or the whole map when the batch
+    holds whole maps (no ``corner``)."""
+    if not task.priors:
+        return batch
+    target = _get(batch, task.target if task.target in batch else task.inputs[0][0], task)
+    n, (h, w) = target.shape[0], target.shape[-2:]
+    out = dict(batch)
+    for key in task.priors:
+        prior = means[PRIOR_KEYS[key]].float()
+        if "corner" not in batch:
+            if tuple(prior.shape[-2:]) != (h, w):
+                raise ValueError(f"the training means' {PRIOR_KEYS[key]!r} is {tuple(prior.shape[-2:])}, the maps "
+                                 f"{(h, w)}: use the means of the profile the maps were made with")
+            out[key] = prior.expand(n, *prior.shape).to(target.device)
+            continue
+        corners = batch["corner"].reshape(n, 2).tolist()
+        out[key] = torch.stack([prior[:, t:t + h, l:l + w] for t, l in corners]).to(target.device)
+    return out
+
+
 def network_input(task: Task, batch: dict) -> torch.Tensor:
     """``(N, in_channels, H, W)``: the task's input maps, encoded and concatenated in order."""
     parts = []
@@ -148,6 +202,9 @@ def network_input(task: Task, batch: dict) -> torch.Tensor:
         x = _get(batch, key, task)
         if enc == "gray_signed":
             x = luminance(x) * 2 - 1
+        elif enc == "gray_detail":
+            g = luminance(x) * 2 - 1
+            x = (g - gaussian_blur(g, DETAIL_SIGMA)) / DETAIL_STD
         elif enc == "signed":
             x = x * 2 - 1
         parts.append(x)
@@ -187,6 +244,7 @@ def example_batch(n: int, patch: int, sr_scale: int, generator: torch.Generator)
         return v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     return {"texture": rand(3), "texture_low": rand(3, patch // sr_scale), "diffuse_albedo": rand(3),
+            "specular_albedo_prior": rand(1),
             "specular_albedo": rand(1), "diffuse_normals": unit(), "specular_normals": unit(),
             "normals_object": unit(), "normals_tangent": unit(), "depth": rand(1),
             "position": rand(3), "mask": torch.ones(n, patch, patch, dtype=torch.bool)}
@@ -200,4 +258,4 @@ def build_network(task: Task, profile: Profile) -> nn.Module:
     if task.network == "rcan":
         return rcan_from_profile(profile, task.in_channels, task.out_channels)
     return generator_from_profile(profile, task.in_channels, task.out_channels, task.output, task.residual_channel,
-                                  task.shortcut)
+                                  task.shortcut, task.residual_scale, task.residual_mode)

@@ -39,7 +39,7 @@ import torch
 
 from avatarme_edu.nets.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 from avatarme_edu.nets.losses import FEATURE_MATCHING_WEIGHT, feature_matching_loss, lsgan_loss, masked_l1
-from avatarme_edu.nets.tasks import Task, batch_mask, build_network, network_input, network_target
+from avatarme_edu.nets.tasks import Task, add_priors, batch_mask, build_network, network_input, network_target
 from avatarme_edu.nets.weights import save_weights
 from avatarme_edu.profiles import Profile
 
@@ -270,11 +270,19 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
 
     task = task_for_profile(task, profile)
     train_set = PatchDataset(data, "train", profile, keys=task.keys)  # fails early on a bad dataset
+    means = {}
+    if task.priors:  # the UV prior comes from the training identities; it goes with the weights
+        from avatarme_edu.lightstage.dataset.means import MEANS_NAME, save_training_means, training_means
+
+        means = training_means(data)
+        save_training_means(means, Path(out) / MEANS_NAME, str(data))
 
     def make_batches():
-        return patch_loader(data, "train", profile, batch_size, keys=task.keys, seed=seed)
+        return (add_priors(task, b, means)
+                for b in patch_loader(data, "train", profile, batch_size, keys=task.keys, seed=seed))
 
-    val = validator(task, held_out_batch(data, task, profile, val_patches, seed=12345), out) if val_every > 0 else None
+    val_batch = add_priors(task, held_out_batch(data, task, profile, val_patches, seed=12345), means)
+    val = validator(task, val_batch, out) if val_every > 0 else None
     info = {"data": str(data), "batch_size": batch_size, "machine": machine_description(profile),
             "train_identities": train_set.identities, **(info or {})}
     return train(task, profile, make_batches, out, steps, seed=seed, lr=lr, resume=resume,

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from avatarme_edu.color import luminance
-from avatarme_edu.nets.tasks import TASKS, batch_mask, build_network, get_task, network_input, network_target
+from avatarme_edu.imaging import gaussian_blur
+from avatarme_edu.nets.tasks import DETAIL_SIGMA, DETAIL_STD, TASKS, add_priors, batch_mask, build_network, get_task, network_input, network_target
 from avatarme_edu.profiles import get_profile
 
 
@@ -12,10 +13,18 @@ def test_inputs_are_the_papers_maps_in_order(make_batch):
     assert x.shape == (2, 4, 16, 16)
     assert torch.equal(x[:, :3], b["texture"] * 2 - 1) and torch.equal(x[:, 3:], b["depth"] * 2 - 1)
     x = network_input(get_task("specular_normals"), b)
-    assert torch.allclose(x[:, :1], luminance(b["diffuse_albedo"]) * 2 - 1)
-    assert torch.equal(x[:, 1:], b["normals_tangent"])
+    gray = luminance(b["diffuse_albedo"]) * 2 - 1
+    assert torch.allclose(x[:, :1], gray)
+    # the grey detail: gray minus its blur, at unit spread; a constant grey has none
+    assert torch.allclose(x[:, 1:2], (gray - gaussian_blur(gray, DETAIL_SIGMA)) / DETAIL_STD)
+    flat = dict(b, diffuse_albedo=torch.full_like(b["diffuse_albedo"], 0.3))
+    assert network_input(get_task("specular_normals"), flat)[:, 1].abs().max() < 1e-5
+    assert torch.equal(x[:, 2:], b["normals_tangent"])
     x = network_input(get_task("diffuse_normals"), b)
-    assert torch.equal(x[:, 1:], b["normals_object"])
+    assert torch.equal(x[:, 2:], b["normals_object"])
+    x = network_input(get_task("specular_albedo"), b)
+    assert torch.equal(x[:, :3], b["diffuse_albedo"] * 2 - 1)
+    assert torch.equal(x[:, 3:], b["specular_albedo_prior"] * 2 - 1)
     assert network_input(get_task("delight_no_shape"), b).shape[1] == 3
     assert torch.equal(network_input(get_task("delight_normals_input"), b)[:, 3:], b["normals_object"])
     assert torch.equal(network_input(get_task("sr"), b), b["texture_low"])
@@ -50,3 +59,18 @@ def test_missing_map_and_unknown_task_are_named(make_batch):
         network_input(get_task("delight"), b)
     with pytest.raises(ValueError, match="unknown network 'relight'"):
         get_task("relight")
+
+
+def test_priors_are_cut_where_each_patch_lies():
+    task = get_task("specular_albedo")
+    assert "specular_albedo_prior" not in task.keys and task.priors == ("specular_albedo_prior",)
+    prior = torch.arange(20 * 30, dtype=torch.float32).reshape(1, 20, 30)
+    b = {"diffuse_albedo": torch.rand(2, 3, 4, 4), "specular_albedo": torch.rand(2, 1, 4, 4),
+         "corner": torch.tensor([[0, 0], [5, 7]])}
+    out = add_priors(task, b, {"specular_albedo_map": prior})
+    assert torch.equal(out["specular_albedo_prior"][1, 0], prior[0, 5:9, 7:11])
+    assert torch.equal(out["specular_albedo_prior"][0, 0], prior[0, :4, :4])
+    whole = add_priors(task, {"diffuse_albedo": torch.rand(1, 3, 20, 30)}, {"specular_albedo_map": prior})
+    assert torch.equal(whole["specular_albedo_prior"][0], prior)
+    with pytest.raises(ValueError, match="use the means of the profile"):
+        add_priors(task, {"diffuse_albedo": torch.rand(1, 3, 10, 30)}, {"specular_albedo_map": prior})

@@ -13,10 +13,10 @@ def test_round_trip_rebuilds_the_same_network(tmp_path):
     net = build_network(task, p)
     path = save_weights(net, tmp_path / "n.safetensors", task, p, info={"steps": 3})
     info = read_weights_info(path)
-    assert info["task"] == "specular_normals" and info["profile"] == "cpu" and info["in_channels"] == 4
+    assert info["task"] == "specular_normals" and info["profile"] == "cpu" and info["in_channels"] == 5
     assert info["info"] == {"steps": 3}
     back = load_weights(path, "specular_normals", p)
-    x = torch.randn(1, 4, 24, 24)
+    x = torch.randn(1, 5, 24, 24)
     with torch.no_grad():
         assert torch.equal(net.eval()(x), back(x))
     assert not list(tmp_path.glob(".tmp-*"))

@@ -1,0 +1,69 @@
+"""How well can ANY network predict the specular albedo from the diffuse albedo? An upper bound.
+
+The skin painter draws ``oiliness`` (the specular strength) independently of everything the diffuse
+albedo shows (skin type, age, pores: see ``lightstage/skin_params.py``). So ψ(A_D) can at best predict
+the specular map *averaged over oiliness*, with every other random choice (regions, pores, wrinkles,
+hair, the specular noise) known exactly. This script paints each held-out subject's skin again at 11
+oiliness values with the same random streams, averages them, and compares that oracle - and the
+training-set ``mean_map`` baseline - with the true specular albedo.
+
+    python benchmarks/specular_albedo_bound.py --seeds 4 9 14 19 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from avatarme_edu.evaluation import load_training_means
+from avatarme_edu.geometry.head import load_eduhead
+from avatarme_edu.lightstage import subjects as S
+from avatarme_edu.lightstage.skin import skin_reflectance, skin_texel_mm
+from avatarme_edu.lightstage.skin_params import sample_skin_params
+from avatarme_edu.metrics import psnr
+from avatarme_edu.profiles import get_profile
+from avatarme_edu.resources import data_path
+
+
+def oracle_specular(seed: int, profile, head, n: int = 11) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(true A_S, E[A_S | all but oiliness], mask) for subject ``seed``, ``(1, H, W)`` each."""
+    g_identity, g_params, _ = S._streams(seed)
+    identity = S._sample_identity(head, g_identity)
+    params = sample_skin_params(g_params)
+    neutral = head.mesh(identity, "neutral")
+    hw = tuple(profile.map_hw)
+    fragments = S.uv_fragments_for(neutral, hw)
+    regions = S.bake_regions(fragments, neutral.faces, head.vertex_regions())
+    position = S.interpolate(fragments, neutral.vertices.detach().float(), neutral.faces)
+    texel = skin_texel_mm(fragments.mask, position, regions)
+
+    def paint(p):
+        return skin_reflectance(regions, fragments.mask, p, S._streams(seed)[2], texel_mm=texel).specular_albedo
+
+    truth = paint(params)
+    mean = sum(paint(dataclasses.replace(params, oiliness=(i + 0.5) / n)) for i in range(n)) / n
+    return truth, mean, fragments.mask
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[4, 9, 14, 19, 24])
+    args = ap.parse_args()
+    profile = get_profile("cpu", device="cpu")
+    head = load_eduhead()
+    means = load_training_means(data_path("weights", "cpu"), profile)
+    rows = []
+    for seed in args.seeds:
+        truth, oracle, mask = oracle_specular(seed, profile, head)
+        base = means["specular_albedo_map"] * mask
+        rows.append((psnr(base, truth, mask), psnr(oracle, truth, mask)))
+        print(f"seed {seed}: mean_map {rows[-1][0]:.2f} dB, oracle without oiliness {rows[-1][1]:.2f} dB")
+    b = sum(r[0] for r in rows) / len(rows)
+    o = sum(r[1] for r in rows) / len(rows)
+    print(f"mean: mean_map {b:.2f} dB, oracle {o:.2f} dB, oracle - mean_map = {o - b:+.2f} dB")
+
+
+if __name__ == "__main__":
+    main()
