@@ -195,6 +195,38 @@ def results_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+#: The issue's targets at the cpu profile: (what, stage, network, baseline, kind, target). ``kind`` "db":
+#: the network's PSNR minus the baseline's, at least ``target``; "angle": the fraction by which the
+#: network lowers the baseline's mean angular error, at least ``target``.
+TARGETS = (
+    ("RCAN vs bicubic", "super_resolution", "network", "bicubic", "db", 1.5),
+    ("de-lighting vs texture", "delighting", "network", "texture", "db", 6.0),
+    ("de-lighting vs balanced_texture", "delighting", "network", "balanced_texture", "db", 1.0),
+    ("de-lighting vs no_shape (shape helps)", "delighting", "network", "no_shape", "db", 1e-9),
+    ("specular albedo vs mean_map", "specular_albedo", "network", "mean_map", "db", 3.0),
+    ("specular normals vs shape_normals", "specular_normals", "network", "shape_normals", "angle", 0.30),
+    ("diffuse normals vs shape_normals", "diffuse_normals", "network", "shape_normals", "angle", 0.30),
+)
+
+
+def targets_table(results: dict) -> str:
+    """Each target of :data:`TARGETS` with the measured margin and met / MISSED, as a markdown table."""
+    lines = ["| check | measured | target | |", "|---|---|---|---|"]
+    for what, stage, net, base, kind, target in TARGETS:
+        if stage not in results or net not in results[stage] or base not in results[stage]:
+            continue
+        a, b = results[stage][net], results[stage][base]
+        if kind == "db":
+            margin = a["psnr"] - b["psnr"]
+            text, goal = f"{margin:+.2f} dB", f">= {target:+.1f} dB" if target >= 0.01 else "> 0 dB"
+        else:
+            ea, eb = a["angular_error_deg"]["mean"], b["angular_error_deg"]["mean"]
+            margin = 1 - ea / eb
+            text, goal = f"{100 * margin:.1f}% lower mean angle ({ea:.3f} vs {eb:.3f} deg)", f">= {100 * target:.0f}% lower"
+        lines.append(f"| {what} | {text} | {goal} | {'met' if margin >= target else 'MISSED'} |")
+    return "\n".join(lines)
+
+
 def add_evaluate_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
     """Add ``evaluate`` to an argparse sub-parser set; the parsed args go to :func:`run_evaluate`."""
     from avatarme_edu.profiles import PROFILE_NAMES
@@ -238,6 +270,8 @@ def run_evaluate(args) -> int:
     table = (f"# Reflectance networks on held-out subjects ({profile.name} profile)\n\n"
              f"Seeds {' '.join(map(str, args.seeds))}, averaged. Command: `{shlex.join(['avatarme-edu', *argv])}`\n\n"
              + results_table(results) + "\n")
+    if profile.name == "cpu":
+        table += "\n## Targets (cpu profile, held-out subjects)\n\n" + targets_table(results) + "\n"
     write_text(out.with_suffix(".md"), table)
     print(results_table(results))
     print(f"results: {out} and {out.with_suffix('.md')}")

@@ -111,3 +111,21 @@ def test_the_committed_weights_reproduce_the_recorded_numbers():
             else:
                 for k in ("angular_error_deg", "angular_error_deg_face"):
                     assert g[k]["mean"] == pytest.approx(m[k]["mean"], abs=0.01), (stage, method, k)
+
+
+def test_targets_table_says_met_or_missed_from_the_margins():
+    from avatarme_edu.evaluation import targets_table
+
+    def colour(p):
+        return {"psnr": p, "ssim": 0.5}
+
+    def angle(a):
+        return {"angular_error_deg": {"mean": a, "median": a}, "angular_error_deg_face": {"mean": a, "median": a}}
+
+    results = {"super_resolution": {"network": colour(31.0), "bicubic": colour(30.0)},
+               "specular_normals": {"network": angle(0.6), "shape_normals": angle(1.0)}}
+    table = targets_table(results)
+    assert "| RCAN vs bicubic | +1.00 dB | >= +1.5 dB | MISSED |" in table
+    assert "| specular normals vs shape_normals | 40.0% lower mean angle (0.600 vs 1.000 deg) | >= 30% lower | met |" \
+        in table
+    assert "de-lighting" not in table  # stages not evaluated are left out

@@ -8,12 +8,12 @@
   in both the real and the fake map before the discriminator sees them, so it cannot tell them
   apart by the background. For normals the L1 acts on unit vectors: for the small angles of
   pore/wrinkle detail ``|a - b|`` grows like the angle, so no separate cosine loss is needed.
-* **Normals networks** (``Task.adversarial`` False): L1 alone, Adam lr 2e-4, betas (0.5, 0.999) (the
-  committed cpu weights used ``--lr 2e-5``: at 2e-4 each step moves the answer by more than the detail,
-  see ``results/reflectance.md``). The
+* **Normals networks** (``Task.adversarial`` False): L1 alone, Adam lr 2e-4, betas (0.5, 0.999). The
   detail they add is a fraction of a degree (the shape normals are 0.2-0.8 degrees from the truth on
   held-out patches); the discriminator rewards pore-like texture wherever it looks plausible, and
-  texture that is not aligned with the true pores costs more angle than it adds.
+  texture that is not aligned with the true pores costs more angle than it adds. Their generators
+  add a scaled refinement and read the grey albedo's detail at unit spread (``Task.residual_scale``,
+  ``gray_detail`` in :mod:`~avatarme_edu.nets.tasks`), so pix2pixHD's learning rate suits them.
 
 **Data**: ``make_batches()`` returns an iterable of batches (dicts of ``(N, C, P, P)`` tensors, see
 :mod:`~avatarme_edu.nets.tasks`); it must give the same sequence each time it is called (a seeded
