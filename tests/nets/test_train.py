@@ -161,3 +161,23 @@ def test_max_minutes_stops_early_and_the_weights_say_where(tmp_path, tiny, batch
     log = train(get_task("sr"), tiny, batch_source(), tmp_path, 1000, max_minutes=1e-9, progress=False)
     assert log["steps_done"] == 1
     assert read_weights_info(tmp_path / "sr.safetensors")["info"]["steps"] == 1
+
+
+def test_the_saved_weights_are_the_moving_average_of_the_trained_ones(tmp_path, tiny, batch_source):
+    from avatarme_edu.nets.train import EMA_DECAY, Trainer
+
+    task = get_task("diffuse_normals")
+    trainer = Trainer(task, tiny, seed=0, lr=1e-2)
+    b = next(iter(batch_source()()))
+    first = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+    trainer.step(b)
+    decay = min(EMA_DECAY, 2 / 11)  # the warm-up's first step
+    for k, v in trainer.G_ema.state_dict().items():
+        assert torch.allclose(v, decay * first[k] + (1 - decay) * trainer.G.state_dict()[k], atol=1e-6), k
+    train(task, tiny, batch_source(), tmp_path, 3, progress=False)
+    saved = load_weights(tmp_path / "diffuse_normals.safetensors", task, tiny)
+    ckpt = load_file(str(tmp_path / "checkpoint.safetensors"))
+    ema = {k.split("/", 2)[2]: v for k, v in ckpt.items() if k.startswith("model/G_ema/")}
+    assert ema, sorted(ckpt)[:5]
+    for k, v in saved.state_dict().items():
+        assert torch.equal(v, ema[k]), k
