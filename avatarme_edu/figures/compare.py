@@ -61,17 +61,29 @@ def compare_maps(inputs: dict[str, torch.Tensor], prediction: torch.Tensor, trut
     return show_maps(panels, kinds=shown, mask=mask, ncols=len(panels), title=title)
 
 
-def region_box(region: torch.Tensor, size: int) -> tuple[int, int, int, int]:
+def region_box(region: torch.Tensor, size: int, side: str | None = None) -> tuple[int, int, int, int]:
     """``(top, left, height, width)`` of a ``size`` x ``size`` crop centred on ``region``'s centroid.
 
     ``region``: ``(H, W)`` weights or bool (e.g. ``subject.regions["eyes"]``). The box is moved
     inside the map when the centroid is near a border and shrunk to the map when ``size`` is larger.
+    ``side``: ``"left"`` or ``"right"`` keeps only that half of the map as shown (columns left or right
+    of the centre; the UV layout is symmetric about it), for regions that come in pairs - the two
+    eyes' centroid is the bridge of the nose.
     """
     if region.ndim != 2:
         raise ValueError(f"region must be an (H, W) map, got shape {tuple(region.shape)}")
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
+    if side not in (None, "left", "right"):
+        raise ValueError(f"side must be None, 'left' or 'right', got {side!r}")
     w8 = region.detach().cpu().double().clamp_min(0)
+    if side is not None:
+        half = w8.shape[1] // 2
+        w8 = w8.clone()
+        if side == "left":
+            w8[:, half:] = 0
+        else:
+            w8[:, :half] = 0
     total = float(w8.sum())
     if total <= 0:
         raise ValueError("the region is empty: no texel has a positive weight")

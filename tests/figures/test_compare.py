@@ -70,6 +70,12 @@ def test_region_box_centres_on_the_region_and_stays_inside():
     assert region_box(corner, 100) == (0, 0, 40, 60)
     with pytest.raises(ValueError, match="empty"):
         region_box(torch.zeros(4, 4), 2)
+    pair = torch.zeros(40, 60)
+    pair[20, 10] = pair[20, 50] = 1.0  # two eyes: the centroid of both is between them
+    assert region_box(pair, 4)[1] == 28
+    assert region_box(pair, 4, "left")[:2] == (18, 8) and region_box(pair, 4, "right")[:2] == (18, 48)
+    with pytest.raises(ValueError, match="side"):
+        region_box(pair, 4, "up")
 
 
 def test_normal_detail_amplifies_the_deviation_from_the_base():
