@@ -2,7 +2,8 @@
 
 Each notebook has a cell tagged ``parameters`` (papermill overrides it with the cpu profile and
 ``quick=True``) and ends with a cell that writes its key numbers as JSON to ``metrics_path``
-(notebook 01: the light-stage recovery table; 08: the render PSNRs; 00: the normal-map round trip).
+(notebook 01: the light-stage recovery table; 08: the render PSNRs; 00: the normal-map round trip;
+03-06: each reflectance network's held-out metrics and its baselines', with the committed weights).
 The numbers are compared with ``tests/baselines/notebooks.json``, where each has a tolerance and a
 direction: ``higher`` (better when higher: fails when it drops by more than ``tol``), ``lower``
 (fails when it rises by more than ``tol``) or ``equal`` (fails when it moves by more than ``tol``
