@@ -13,7 +13,8 @@ run reaches. Entries are added one network at a time and keys written by others 
 are kept.
 
 Run: ``python -m avatarme_edu.nets.manifest RUN_DIR [RUN_DIR ...] [--weights-dir DIR]`` copies each
-run's ``<network>.safetensors`` into the weights folder and records it.
+run's ``<network>.safetensors`` into the weights folder and records it (and the run's
+``training_means.safetensors``, where it trained with the training set's mean map as a prior).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import shutil
 from pathlib import Path
 
 from avatarme_edu.atomic import write_text
+from avatarme_edu.lightstage.dataset.means import MEANS_NAME
 from avatarme_edu.nets.weights import WEIGHTS_DIR, read_weights_info
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -144,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             rec = run_record(run)
             wdir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(run) / rec["file"], wdir / rec["file"])
+            if (Path(run) / MEANS_NAME).is_file():  # a UV prior the network was trained with goes along
+                shutil.copyfile(Path(run) / MEANS_NAME, wdir / MEANS_NAME)
+                rec["training_means"] = MEANS_NAME
             entries[rec["task"]] = rec
         update_manifest(wdir / MANIFEST_NAME, entries)
     except (ValueError, OSError, KeyError) as err:

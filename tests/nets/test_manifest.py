@@ -28,6 +28,11 @@ def test_a_run_is_recorded_with_its_curve_and_other_keys_are_kept(tmp_path, tiny
     m = json.loads((weights / "MANIFEST.json").read_text())
     assert m["texture_gan"] == {"steps": 7} and m["sr"]["steps"] == 4
     assert (weights / "sr.safetensors").read_bytes() == (run / "sr.safetensors").read_bytes()
+    assert not (weights / "training_means.safetensors").exists() and "training_means" not in m["sr"]
+    (run / "training_means.safetensors").write_bytes(b"the prior")  # a run trained with a UV prior
+    assert main([str(run), "--weights-dir", str(weights)]) == 0
+    assert (weights / "training_means.safetensors").read_bytes() == b"the prior"
+    assert json.loads((weights / "MANIFEST.json").read_text())["sr"]["training_means"] == "training_means.safetensors"
     assert main([str(tmp_path / "nothing")]) == 2
 
 
