@@ -153,12 +153,12 @@ def specular_albedo(diffuse_albedo: torch.Tensor, profile: Profile, weights: Wei
 def specular_normals(diffuse_albedo: torch.Tensor, shape, profile: Profile, weights: Weights = None) -> torch.Tensor:
     """N_S = ρ(gray(A_D), N_T): unit specular normals ``(3, H, W)`` in tangent space, zero outside the mask."""
     _check_map(diffuse_albedo, "diffuse_albedo", 3, shape.hw)
-    maps = {"diffuse_albedo": diffuse_albedo.float(), "normals_tangent": shape.normals_tangent}
+    maps = {"diffuse_albedo": diffuse_albedo.float(), "normals_tangent": shape.normals_tangent, "mask": shape.mask}
     return _translate(get_task("specular_normals"), maps, shape.mask, profile, weights, diffuse_albedo.device)
 
 
 def diffuse_normals(diffuse_albedo: torch.Tensor, shape, profile: Profile, weights: Weights = None) -> torch.Tensor:
     """N_D = σ(gray(A_D), N_O): unit diffuse normals ``(3, H, W)`` in object space, zero outside the mask."""
     _check_map(diffuse_albedo, "diffuse_albedo", 3, shape.hw)
-    maps = {"diffuse_albedo": diffuse_albedo.float(), "normals_object": shape.normals_object}
+    maps = {"diffuse_albedo": diffuse_albedo.float(), "normals_object": shape.normals_object, "mask": shape.mask}
     return _translate(get_task("diffuse_normals"), maps, shape.mask, profile, weights, diffuse_albedo.device)

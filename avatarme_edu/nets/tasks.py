@@ -172,6 +172,19 @@ def _get(batch: dict, key: str, task: Task) -> torch.Tensor:
     return _batched(batch[key], key)
 
 
+def gray_detail(gray: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``(N, 1, H, W)``: the grey map's high-pass at unit spread (:data:`DETAIL_STD`).
+
+    With ``mask`` ``(N, H, W)`` bool the blur averages valid texels only and the detail is 0 outside:
+    the step from skin to the empty background (and across UV seams) is not detail, and would
+    otherwise be read as a deep wrinkle along every border."""
+    if mask is None or not torch.is_tensor(mask) or tuple(mask.shape[-2:]) != tuple(gray.shape[-2:]):
+        return (gray - gaussian_blur(gray, DETAIL_SIGMA)) / DETAIL_STD
+    mask = mask.reshape(gray.shape[0], *gray.shape[-2:]).bool()
+    blurred = torch.stack([gaussian_blur(g, DETAIL_SIGMA, m) for g, m in zip(gray, mask)])
+    return (gray - blurred) * mask[:, None] / DETAIL_STD
+
+
 def add_priors(task: Task, batch: dict, means: dict[str, torch.Tensor]) -> dict:
     """``batch`` with the task's prior maps added, cut from ``means`` (the training means, maps
     ``(C, H, W)`` at ``map_hw``) where each patch lies: at ``batch["corner"]`` ``(N, 2)`` (top, left), as
@@ -203,8 +216,7 @@ def network_input(task: Task, batch: dict) -> torch.Tensor:
         if enc == "gray_signed":
             x = luminance(x) * 2 - 1
         elif enc == "gray_detail":
-            g = luminance(x) * 2 - 1
-            x = (g - gaussian_blur(g, DETAIL_SIGMA)) / DETAIL_STD
+            x = gray_detail(luminance(x) * 2 - 1, batch.get(task.mask))
         elif enc == "signed":
             x = x * 2 - 1
         parts.append(x)

@@ -2,8 +2,7 @@ import pytest
 import torch
 
 from avatarme_edu.color import luminance
-from avatarme_edu.imaging import gaussian_blur
-from avatarme_edu.nets.tasks import DETAIL_SIGMA, DETAIL_STD, TASKS, add_priors, batch_mask, build_network, get_task, network_input, network_target
+from avatarme_edu.nets.tasks import TASKS, add_priors, gray_detail, batch_mask, build_network, get_task, network_input, network_target
 from avatarme_edu.profiles import get_profile
 
 
@@ -16,7 +15,7 @@ def test_inputs_are_the_papers_maps_in_order(make_batch):
     gray = luminance(b["diffuse_albedo"]) * 2 - 1
     assert torch.allclose(x[:, :1], gray)
     # the grey detail: gray minus its blur, at unit spread; a constant grey has none
-    assert torch.allclose(x[:, 1:2], (gray - gaussian_blur(gray, DETAIL_SIGMA)) / DETAIL_STD)
+    assert torch.equal(x[:, 1:2], gray_detail(gray, b["mask"]))  # its meaning: the test below
     flat = dict(b, diffuse_albedo=torch.full_like(b["diffuse_albedo"], 0.3))
     assert network_input(get_task("specular_normals"), flat)[:, 1].abs().max() < 1e-5
     assert torch.equal(x[:, 2:], b["normals_tangent"])
@@ -74,3 +73,15 @@ def test_priors_are_cut_where_each_patch_lies():
     assert torch.equal(whole["specular_albedo_prior"][0], prior)
     with pytest.raises(ValueError, match="use the means of the profile"):
         add_priors(task, {"diffuse_albedo": torch.rand(1, 3, 10, 30)}, {"specular_albedo_map": prior})
+
+
+def test_grey_detail_ignores_the_border_of_the_mask():
+    gray = torch.full((1, 1, 24, 24), 0.4)
+    mask = torch.zeros(1, 24, 24, dtype=torch.bool)
+    mask[:, :, :12] = True
+    gray[0, 0][~mask[0]] = -1.0  # the empty background, as 2 * 0 - 1
+    gray[0, 0, 6, 5] = 0.2  # one dark pore inside
+    plain, masked = gray_detail(gray), gray_detail(gray, mask)
+    assert plain[0, 0, 6, 11].abs() > 5  # unmasked, the border reads as a deep groove
+    assert masked[0, 0, 14:, 8:12].abs().max() < 1e-4 and masked[0, 0][~mask[0]].abs().max() == 0
+    assert masked[0, 0, 6, 5] < -2  # the pore is still there, at unit spread
