@@ -1,0 +1,182 @@
+"""One photo in, a render-ready avatar out: the whole of AvatarMe in one call.
+
+:func:`reconstruct` runs, timing each stage (``avatar.report["time_s"]``) with a progress bar::
+
+    fit        photo -> EduHead mesh, camera, light, UV texture T (3, h, w)  (fitting/fit.py, GANFIT-style)
+    shape      mesh  -> ShapeMaps at profile.map_hw (depth D_O, normals N_O, N_T, mask)
+    sr         T     -> T̂ (3, H, W)                         RCAN                     (stages.super_resolve)
+    delight    T̂, D_O -> A_D (3, H, W)                       pix2pixHD δ              (stages.delight)
+    specular   A_D -> A_S (1, H, W);  A_D, N_T -> N_S;  A_D, N_O -> N_D               (stages.*)
+    head       the face (mesh and maps) blended onto a complete EduHead (completion/transfer.py)
+    identity   the completed head rendered from the front under studio light; dlib's descriptor
+               distance between that rendering and the photo (same person below 0.6)
+
+Everything stays in memory: :func:`~avatarme_edu.pipeline_io.write_avatar` writes an
+:class:`Avatar` to a folder. ``weights``: ``None`` takes the profile's committed networks; a folder
+takes ``<folder>/<net>.safetensors`` (e.g. freshly trained ones).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from avatarme_edu.profiles import Profile, get_profile
+
+STAGES = ("fit", "shape", "sr", "delight", "specular_albedo", "specular_normals", "diffuse_normals", "head",
+          "identity")
+SAME_PERSON = 0.6  # dlib's threshold on its descriptor distance
+
+
+@dataclass
+class Avatar:
+    """What :func:`reconstruct` returns. Maps share EduHead's UV layout, ``(C, H, W)`` at ``profile.map_hw``.
+
+    * ``mesh``: the fitted face (EduHead topology, metres); ``shape``: its baked ShapeMaps;
+    * ``maps``: :class:`~avatarme_edu.reflectance.ReflectanceMaps` of the face: A_D, A_S, N_D (object
+      space), N_S (tangent space), mask;
+    * ``head_mesh``, ``head_maps``, ``head_shape``: the completed head (face blended onto EduHead);
+    * ``texture``: the fitted UV texture T ``(3, h, w)`` linear RGB at ``profile.texture_hw``;
+      ``texture_sr``: T̂ ``(3, H, W)``, super-resolved and resampled to the maps' size;
+    * ``fit``: the :class:`~avatarme_edu.fitting.fit.FitResult` (camera, overlay, losses);
+    * ``report``: ``time_s`` per stage, profile, device, the fit's numbers, the identity distance.
+    """
+
+    mesh: object
+    shape: object
+    maps: object
+    head_mesh: object
+    head_maps: object
+    head_shape: object
+    texture: torch.Tensor
+    texture_sr: torch.Tensor
+    fit: object
+    profile: Profile
+    report: dict = field(default_factory=dict)
+
+
+def _weights(weights, name: str):
+    return None if weights is None else Path(weights) / f"{name}.safetensors"
+
+
+def versions() -> dict:
+    """Versions of what made the result (for the report)."""
+    import numpy
+
+    import avatarme_edu
+
+    out = {"avatarme_edu": avatarme_edu.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
+           "python": platform.python_version()}
+    try:
+        from avatarme_edu.fitting.dlib_models import import_dlib
+
+        out["dlib"] = getattr(import_dlib(), "__version__", "?")
+    except Exception:  # noqa: BLE001 - a version string is not worth a failure
+        pass
+    return out
+
+
+def identity_distance(photo: torch.Tensor, photo_landmarks, render: torch.Tensor) -> tuple[float, str]:
+    """dlib's descriptor distance between ``photo`` ``(3, H, W)`` linear (its 68 ``photo_landmarks``)
+    and a rendering ``(3, h, w)`` linear; the rendering's face is found by dlib. ``nan`` and a note
+    when dlib finds no face in the rendering."""
+    from avatarme_edu.fitting.fit_report import dlib_distance
+
+    return dlib_distance(photo, photo_landmarks, render)
+
+
+def identity_render(mesh, shape, maps, side: int = 256) -> torch.Tensor:
+    """``(3, side, side)`` linear: the head from the front under the studio light, for the identity check."""
+    from avatarme_edu.render.lights import studio
+    from avatarme_edu.render.views import turntable
+
+    views = turntable(mesh, shape, maps, studio(), views=("front",), hw=(side, side))
+    return views["images"][0].clamp(0, 1)
+
+
+def reconstruct(photo, profile: Profile | str | None = None, *, weights=None, fit_config=None,
+                texture_model=None, progress: bool = True, identity: bool = True) -> Avatar:
+    """The avatar of the largest face in ``photo`` (a path, or ``(3, H, W)`` linear RGB in [0, 1]).
+
+    ``profile``: a :class:`Profile` or its name (default :func:`get_profile`). ``fit_config``: a
+    :class:`~avatarme_edu.fitting.fit_stages.FitConfig` (default: the cpu budget). Bad photos raise
+    :class:`ValueError` with one line naming the problem (see :func:`avatarme_edu.maps_io.load_photo`).
+    """
+    from tqdm.auto import tqdm
+
+    from avatarme_edu import stages
+    from avatarme_edu.completion.transfer import transfer_to_head
+    from avatarme_edu.fitting.fit import fit
+    from avatarme_edu.geometry.uv_bake import bake_shape_maps
+    from avatarme_edu.reflectance import ReflectanceMaps
+
+    if profile is None or isinstance(profile, str):
+        profile = get_profile(profile)
+    if not isinstance(profile, Profile):
+        raise ValueError(f"profile must be a Profile or one of 'cpu', 'paper', got {profile!r}")
+    if weights is not None and not Path(weights).is_dir():
+        raise ValueError(f"weights {str(weights)!r} is not a folder of <network>.safetensors files")
+    times: dict[str, float] = {}
+    bar = tqdm(total=len(STAGES) - (0 if identity else 1), desc="reconstruct", disable=not progress)
+
+    def done(name: str, t0: float) -> None:
+        times[name] = time.perf_counter() - t0
+        bar.set_postfix_str(f"{name} {times[name]:.1f} s")
+        bar.update(1)
+
+    t0 = time.perf_counter()
+    fitted = fit(photo, profile, texture_model=texture_model, config=fit_config, progress=False)
+    done("fit", t0)
+    t0 = time.perf_counter()
+    mesh = fitted.mesh.to(profile.torch_device)
+    shape = bake_shape_maps(mesh, profile.map_hw)
+    done("shape", t0)
+    t0 = time.perf_counter()
+    texture = fitted.texture.to(profile.torch_device)
+    texture_sr = stages.super_resolve(texture, profile, _weights(weights, "sr"))
+    done("sr", t0)
+    t0 = time.perf_counter()
+    albedo = stages.delight(texture_sr, shape, profile, _weights(weights, "delight"))
+    done("delight", t0)
+    t0 = time.perf_counter()
+    spec = stages.specular_albedo(albedo, profile, _weights(weights, "specular_albedo"), mask=shape.mask)
+    done("specular_albedo", t0)
+    t0 = time.perf_counter()
+    n_s = stages.specular_normals(albedo, shape, profile, _weights(weights, "specular_normals"))
+    done("specular_normals", t0)
+    t0 = time.perf_counter()
+    n_d = stages.diffuse_normals(albedo, shape, profile, _weights(weights, "diffuse_normals"))
+    done("diffuse_normals", t0)
+    maps = ReflectanceMaps(diffuse_albedo=albedo, specular_albedo=spec, diffuse_normals=n_d,
+                           specular_normals=n_s, mask=shape.mask)
+    t0 = time.perf_counter()
+    head_mesh, head_maps, info = transfer_to_head(mesh, maps, profile=profile, face_shape=shape)
+    done("head", t0)
+    report = {
+        "profile": profile.name, "device": profile.device, "map_hw": list(profile.map_hw),
+        "texture_hw": list(profile.texture_hw), "torch_threads": torch.get_num_threads(),
+        "fit": fitted.report,
+    }
+    if identity:
+        t0 = time.perf_counter()
+        render = identity_render(head_mesh, info.shape, head_maps)
+        photo_landmarks = fitted.crop.to_photo(fitted.crop.landmarks.cpu())  # dlib's 68, in photo pixels
+        d, how = identity_distance(fitted.photo, photo_landmarks, render.cpu())
+        report["identity_distance_photo_render"] = round(d, 4) if math.isfinite(d) else None
+        report["identity_found_by"] = how
+        report["same_person_threshold"] = SAME_PERSON
+        done("identity", t0)
+    bar.close()
+    report["time_s"] = {k: round(v, 2) for k, v in times.items()}
+    report["time_s"]["total"] = round(sum(times.values()), 2)
+    report["fit_time_s"] = fitted.report.get("time_s", {})
+    report["versions"] = versions()
+    report["cpu_count"] = os.cpu_count()
+    return Avatar(mesh=mesh, shape=shape, maps=maps, head_mesh=head_mesh, head_maps=head_maps, head_shape=info.shape,
+                  texture=fitted.texture, texture_sr=texture_sr, fit=fitted, profile=profile, report=report)
