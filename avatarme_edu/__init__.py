@@ -17,7 +17,8 @@ function-local imports included):
     5  nets: the networks (RCAN, pix2pixHD), their tasks, weights and training
     6  stages, evaluation, fitting: the reflectance stages run over whole maps, scored against baselines;
        fitting a photo (GANFIT-style)
-    7  figures: every plot and display panel
+    7  figures, pipeline, pipeline_io, end_to_end: every plot and display panel; the whole pipeline,
+       one photo to an avatar (``reconstruct``), written to a folder; scored end to end on held-out subjects
     8  demo, cli: the programs
 
 Each subpackage's ``__init__`` lists its public face in ``__all__``. The technical design (data flow,

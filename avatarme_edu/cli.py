@@ -19,6 +19,7 @@ from avatarme_edu.evaluation import add_evaluate_parser
 from avatarme_edu.fitting.fit_cli import add_fit_parser
 from avatarme_edu.fitting.texture_gan_train import add_train_gan_parser
 from avatarme_edu.nets.train import add_train_parser
+from avatarme_edu.pipeline_io import add_reconstruct_parser
 from avatarme_edu.profiles import PROFILE_NAMES, get_profile
 from avatarme_edu.seeds import MAX_SEED, check_seed, seed_arg
 
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_profile)
 
     # the stages' own commands: each module adds its parser with its own --profile/--device/--seed
+    add_reconstruct_parser(sub)
     add_fit_parser(sub)
     add_train_parser(sub)
     add_evaluate_parser(sub)

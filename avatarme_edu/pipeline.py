@@ -8,8 +8,8 @@
     delight    T̂, D_O -> A_D (3, H, W)                       pix2pixHD δ              (stages.delight)
     specular   A_D -> A_S (1, H, W);  A_D, N_T -> N_S;  A_D, N_O -> N_D               (stages.*)
     head       the face (mesh and maps) blended onto a complete EduHead (completion/transfer.py)
-    identity   the completed head rendered from the front under studio light; dlib's descriptor
-               distance between that rendering and the photo (same person below 0.6)
+    identity   the completed head rendered in the photo's pose under new light (a frontal key light);
+               dlib's descriptor distance between that rendering and the photo (same person below 0.6)
 
 Everything stays in memory: :func:`~avatarme_edu.pipeline_io.write_avatar` writes an
 :class:`Avatar` to a folder. ``weights``: ``None`` takes the profile's committed networks; a folder
@@ -82,22 +82,43 @@ def versions() -> dict:
     return out
 
 
-def identity_distance(photo: torch.Tensor, photo_landmarks, render: torch.Tensor) -> tuple[float, str]:
-    """dlib's descriptor distance between ``photo`` ``(3, H, W)`` linear (its 68 ``photo_landmarks``)
-    and a rendering ``(3, h, w)`` linear; the rendering's face is found by dlib. ``nan`` and a note
-    when dlib finds no face in the rendering."""
+def photo_pose_render(avatar_or_head, fitted, lights=None, factor: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The completed head rendered in the photo's pose: ``(render, crop)``, both ``(3, s, s)`` linear.
+
+    ``avatar_or_head``: ``(mesh, shape, maps)`` of the head; ``fitted``: the FitResult (its camera sees
+    the face crop at ``crop_px``; both images are ``factor`` times that). The rendering has the photo
+    crop as background, so dlib sees a face in its usual surroundings. ``lights`` default: a key light
+    from the front-above and a dim ambient (:func:`~avatarme_edu.render.views.default_light_sets`).
+    """
+    import torch.nn.functional as F
+
+    from avatarme_edu.fitting.diff_render import PinholeCamera
+    from avatarme_edu.render.shading import render_view
+    from avatarme_edu.render.views import default_light_sets
+
+    mesh, shape, maps = avatar_or_head
+    cam = fitted.camera
+    big = PinholeCamera(cam.rotation, cam.translation, cam.focal * factor,
+                        (cam.principal[0] * factor, cam.principal[1] * factor),
+                        (int(round(cam.hw[0] * factor)), int(round(cam.hw[1] * factor))))
+    crop = F.interpolate(fitted.crop.image[None].float(), size=big.hw, mode="bilinear", align_corners=False)[0]
+    lights = default_light_sets()["key_front"] if lights is None else lights
+    device = mesh.vertices.device
+    r = render_view(mesh, shape, maps, lights, big.as_geometry_camera(), background=crop.to(device))
+    return r["image"].clamp(0, 1).cpu(), crop.clamp(0, 1)
+
+
+def identity_check(head, fitted, factor: float = 2.0) -> dict:
+    """dlib's descriptor distance between the photo's face and the completed head rendered in the photo's
+    pose (:func:`photo_pose_render`); same person below :data:`SAME_PERSON`. The rendering's face is
+    found by dlib; ``distance`` is ``None`` when dlib finds none."""
     from avatarme_edu.fitting.fit_report import dlib_distance
 
-    return dlib_distance(photo, photo_landmarks, render)
-
-
-def identity_render(mesh, shape, maps, side: int = 256) -> torch.Tensor:
-    """``(3, side, side)`` linear: the head from the front under the studio light, for the identity check."""
-    from avatarme_edu.render.lights import studio
-    from avatarme_edu.render.views import turntable
-
-    views = turntable(mesh, shape, maps, studio(), views=("front",), hw=(side, side))
-    return views["images"][0].clamp(0, 1)
+    render, crop = photo_pose_render(head, fitted, factor=factor)
+    crop_landmarks = fitted.crop.landmarks.cpu().float() * factor  # dlib's 68 of the photo, in crop pixels
+    d, how = dlib_distance(crop, crop_landmarks, render)
+    return {"distance": round(d, 4) if math.isfinite(d) else None, "found_by": how,
+            "same_person_threshold": SAME_PERSON}
 
 
 def reconstruct(photo, profile: Profile | str | None = None, *, weights=None, fit_config=None,
@@ -165,12 +186,7 @@ def reconstruct(photo, profile: Profile | str | None = None, *, weights=None, fi
     }
     if identity:
         t0 = time.perf_counter()
-        render = identity_render(head_mesh, info.shape, head_maps)
-        photo_landmarks = fitted.crop.to_photo(fitted.crop.landmarks.cpu())  # dlib's 68, in photo pixels
-        d, how = identity_distance(fitted.photo, photo_landmarks, render.cpu())
-        report["identity_distance_photo_render"] = round(d, 4) if math.isfinite(d) else None
-        report["identity_found_by"] = how
-        report["same_person_threshold"] = SAME_PERSON
+        report["identity"] = identity_check((head_mesh, info.shape, head_maps), fitted)
         done("identity", t0)
     bar.close()
     report["time_s"] = {k: round(v, 2) for k, v in times.items()}
