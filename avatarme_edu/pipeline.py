@@ -22,6 +22,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class Avatar:
     * ``texture``: the fitted UV texture T ``(3, h, w)`` linear RGB at ``profile.texture_hw``;
       ``texture_sr``: T̂ ``(3, H, W)``, super-resolved and resampled to the maps' size;
     * ``fit``: the :class:`~avatarme_edu.fitting.fit.FitResult` (camera, overlay, losses);
+    * ``blend``: ``(H, W)`` the head-completion weight, 1 where the head's maps are the face's, 0 where
+      they are EduHead's (tone-matched);
     * ``report``: ``time_s`` per stage, profile, device, the fit's numbers, the identity distance.
     """
 
@@ -58,6 +61,7 @@ class Avatar:
     texture_sr: torch.Tensor
     fit: object
     profile: Profile
+    blend: torch.Tensor | None = None
     report: dict = field(default_factory=dict)
 
 
@@ -128,6 +132,9 @@ def reconstruct(photo, profile: Profile | str | None = None, *, weights=None, fi
     ``profile``: a :class:`Profile` or its name (default :func:`get_profile`). ``fit_config``: a
     :class:`~avatarme_edu.fitting.fit_stages.FitConfig` (default: the cpu budget). Bad photos raise
     :class:`ValueError` with one line naming the problem (see :func:`avatarme_edu.maps_io.load_photo`).
+    What was done about an unusual photo (grey, transparent or 16-bit, several faces: the largest is
+    taken; EXIF orientation is applied, large photos are downscaled) is warned and kept in
+    ``report["notes"]``.
     """
     from tqdm.auto import tqdm
 
@@ -135,6 +142,7 @@ def reconstruct(photo, profile: Profile | str | None = None, *, weights=None, fi
     from avatarme_edu.completion.transfer import transfer_to_head
     from avatarme_edu.fitting.fit import fit
     from avatarme_edu.geometry.uv_bake import bake_shape_maps
+    from avatarme_edu.maps_io import load_photo
     from avatarme_edu.reflectance import ReflectanceMaps
 
     if profile is None or isinstance(profile, str):
@@ -152,7 +160,13 @@ def reconstruct(photo, profile: Profile | str | None = None, *, weights=None, fi
         bar.update(1)
 
     t0 = time.perf_counter()
-    fitted = fit(photo, profile, texture_model=texture_model, config=fit_config, progress=False)
+    with warnings.catch_warnings(record=True) as caught:  # grey / RGBA / 16-bit photo, several faces...
+        warnings.simplefilter("always")
+        photo = load_photo(photo) if isinstance(photo, (str, os.PathLike)) else photo
+        fitted = fit(photo, profile, texture_model=texture_model, config=fit_config, progress=False)
+    notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
+    for w in caught:  # passed on, and kept for the report
+        warnings.warn(w.message, w.category, stacklevel=2)
     done("fit", t0)
     t0 = time.perf_counter()
     mesh = fitted.mesh.to(profile.torch_device)
@@ -182,7 +196,7 @@ def reconstruct(photo, profile: Profile | str | None = None, *, weights=None, fi
     report = {
         "profile": profile.name, "device": profile.device, "map_hw": list(profile.map_hw),
         "texture_hw": list(profile.texture_hw), "torch_threads": torch.get_num_threads(),
-        "fit": fitted.report,
+        "notes": notes, "fit": fitted.report,
     }
     if identity:
         t0 = time.perf_counter()
@@ -195,4 +209,4 @@ def reconstruct(photo, profile: Profile | str | None = None, *, weights=None, fi
     report["versions"] = versions()
     report["cpu_count"] = os.cpu_count()
     return Avatar(mesh=mesh, shape=shape, maps=maps, head_mesh=head_mesh, head_maps=head_maps, head_shape=info.shape,
-                  texture=fitted.texture, texture_sr=texture_sr, fit=fitted, profile=profile, report=report)
+                  texture=fitted.texture, texture_sr=texture_sr, fit=fitted, profile=profile, blend=info.alpha, report=report)
