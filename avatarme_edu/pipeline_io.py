@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -220,11 +221,13 @@ def run_reconstruct(args) -> int:
         raise ValueError("give either a PHOTO or --sample NAME (e.g. --sample astronaut)")
     path = Path(args.photo) if args.photo is not None else sample_photo(args.sample)
     out = check_out(args.out, args.overwrite)
-    photo = load_photo(path)  # a bad photo fails here, before any work
+    with warnings.catch_warnings():  # a bad photo fails here, before any work; reconstruct notes the rest
+        warnings.simplefilter("ignore")
+        load_photo(path)
     config = FitConfig()
     if args.steps is not None:
         config.full_steps = args.steps
-    avatar = reconstruct(photo, profile, weights=args.weights, fit_config=config, progress=not args.quiet)
+    avatar = reconstruct(path, profile, weights=args.weights, fit_config=config, progress=not args.quiet)
     write_avatar(avatar, out, photo_name=path.name, progress=not args.quiet, overwrite=args.overwrite)
     r = avatar.report
     ident = r.get("identity", {})
