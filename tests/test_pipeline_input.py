@@ -233,3 +233,14 @@ def test_a_grey_exif_rotated_photo_with_two_faces_reconstructs_with_notes(tmp_pa
     assert "greyscale" in notes and "largest" in notes, notes
     assert report["fit"]["face_note"] and (out / "maps" / "diffuse_albedo.png").is_file()
     assert "reconstructed" in capsys.readouterr().out
+
+
+def test_the_package_front_door_is_reconstruct_and_costs_nothing_to_import():
+    import subprocess
+    import sys
+
+    code = ("import sys, avatarme_edu; assert 'avatarme_edu.pipeline' not in sys.modules; "
+            "from avatarme_edu.pipeline import reconstruct; assert avatarme_edu.reconstruct is reconstruct; "
+            "assert avatarme_edu.Avatar.__module__ == 'avatarme_edu.pipeline'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
