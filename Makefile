@@ -29,8 +29,12 @@ $(STAMP): pyproject.toml
 
 env: $(STAMP)
 
+# one torch thread: on a busy 2-core laptop two threads spin against other work and run 5x slower
+# (measured: 382 s vs 58 s at load 4.5); on a quiet machine try `make demo DEMO_THREADS=2`
+DEMO_THREADS ?= 1
+
 demo: $(STAMP)
-	OMP_NUM_THREADS=2 $(VENV)/bin/avatarme-edu reconstruct --sample astronaut --profile cpu --out outputs/astronaut --overwrite
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(VENV)/bin/avatarme-edu reconstruct --sample astronaut --profile cpu --out outputs/astronaut --overwrite
 
 demo-lightstage: $(STAMP)
 	$(VENV)/bin/avatarme-edu demo --out outputs/lightstage_sample

@@ -17,7 +17,7 @@ overwritten. Layout of ``out/``:
 | ``export/face.glb``, ``export/head.glb`` | binary glTF with the maps (Blender, three.js, any glTF viewer) |
 | ``export/head.html`` | standalone WebGL viewer of the head (open in a browser; no network needed) |
 | ``renders/turntable_*.png`` | the head from three views under studio light |
-| ``renders/relight_*.png`` | the head from the front under seven lightings |
+| ``renders/relight_*.png`` | the head from the front under four new lightings (:data:`RELIGHT`) |
 | ``renders/photo_vs_render.png`` | the photo crop and the head rendered in its pose under new light |
 | ``report.json`` | time per stage, device, profile, versions, identity distance, the fit's numbers |
 """
@@ -38,6 +38,9 @@ import torch
 from avatarme_edu.atomic import TMP_PREFIX, atomic_dir, check_writable, write_text
 
 RENDER_SIDE = 256
+# the relighting strip's lights (render/views.py default_light_sets): a key light from the side and
+# from above, the sun outdoors, a warm indoor light; four of the seven keep the demo under a minute
+RELIGHT = ("key_left", "key_above", "outdoor_sun", "indoor_warm")
 SAMPLES = {"astronaut": "astronaut.jpg"}  # bundled photos (avatarme_edu/data/photos/), for --sample
 # what write_avatar puts at the top of its folder: --overwrite replaces a folder holding nothing else
 OUTPUT_NAMES = frozenset({"maps", "head_maps", "maps.safetensors", "texture", "fit", "export", "renders",
@@ -118,7 +121,7 @@ def write_avatar(avatar, out: str | Path, photo_name: str = "", progress: bool =
     from avatarme_edu.render.export import export_glb, export_obj
     from avatarme_edu.render.html_viewer import write_html_viewer
     from avatarme_edu.render.lights import studio
-    from avatarme_edu.render.views import relight_strip, save_views, turntable
+    from avatarme_edu.render.views import default_light_sets, relight_strip, save_views, turntable
 
     out = check_out(out, overwrite)
     steps = ("maps", "textures", "fit", "exports", "renders", "report")
@@ -159,7 +162,8 @@ def write_avatar(avatar, out: str | Path, photo_name: str = "", progress: bool =
         hw = (RENDER_SIDE, RENDER_SIDE)
         head = (a.head_mesh, a.head_shape, a.head_maps)
         save_views(tmp / "renders" / "turntable", turntable(*head, studio(), hw=hw))
-        save_views(tmp / "renders" / "relight", relight_strip(*head, hw=hw))
+        sets = default_light_sets()
+        save_views(tmp / "renders" / "relight", relight_strip(*head, {k: sets[k] for k in RELIGHT}, hw=hw))
         render, crop = photo_pose_render(head, a.fit)
         save_views(tmp / "renders" / "photo_vs_render", torch.stack([crop, render]), names=["photo", "render"])
         bar.update(1)

@@ -107,7 +107,7 @@ def test_write_avatar_writes_full_size_maps_exact_values_and_a_report(avatar, tm
     assert _png(out / "texture" / "super_resolved.png").shape[:2] == (h, w)
     for rel in ("export/face/face.obj", "export/head/head.obj", "export/face.glb", "export/head.glb",
                 "export/head.html", "fit/mesh.obj", "fit/overlay.png", "renders/turntable_front.png",
-                "renders/relight_studio.png", "renders/photo_vs_render_strip.png"):
+                "renders/relight_outdoor_sun.png", "renders/photo_vs_render_strip.png"):
         assert (out / rel).is_file() and (out / rel).stat().st_size > 0, rel
     assert (out / "export" / "head.glb").read_bytes()[:4] == b"glTF"
     report = json.loads((out / "report.json").read_text())
