@@ -47,6 +47,46 @@ RENDER_SIDE = 192
 DEFAULT_SEEDS = (4, 9, 14)
 
 
+DEGRADABLE = ("sr", "delight", "specular_albedo", "specular_normals", "diffuse_normals")
+
+
+def degraded_weights(stage: str, out_dir, profile: Profile, noise: float = 0.5, seed: int = 0,
+                     weights=None) -> Path:
+    """A copy of the weights folder (default: the profile's committed one) in ``out_dir`` where network
+    ``stage``'s float tensors get Gaussian noise of ``noise`` times each tensor's own standard deviation.
+
+    For checking that the regression suite notices a worse stage (``tests/test_notebooks.py``):
+    pass the folder as ``weights`` to :func:`~avatarme_edu.pipeline.reconstruct` or this module.
+    """
+    import shutil
+
+    from safetensors import safe_open
+
+    from avatarme_edu.maps_io import save_tensors
+    from avatarme_edu.nets.weights import WEIGHTS_DIR
+
+    if stage not in DEGRADABLE:
+        raise ValueError(f"unknown stage {stage!r}; degradable stages: {', '.join(DEGRADABLE)}")
+    if not noise > 0:
+        raise ValueError(f"noise must be > 0, got {noise}")
+    src = Path(weights) if weights is not None else WEIGHTS_DIR / profile.name
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file():
+            shutil.copyfile(f, out / f.name)
+    path = src / f"{stage}.safetensors"
+    g = torch.Generator().manual_seed(seed)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    for k, t in tensors.items():
+        if t.is_floating_point() and t.numel() > 1 and "running" not in k:  # not the norms' statistics
+            tensors[k] = t + noise * t.float().std() * torch.randn(t.shape, generator=g, dtype=t.dtype)
+    save_tensors(out / path.name, tensors, meta)
+    return out
+
+
 def _chain(shape, profile: Profile, weights, low=None, sharp=None, albedo=None) -> dict:
     """The networks from whichever input is given: ``low`` (fitted-size texture), ``sharp`` or ``albedo``."""
     from avatarme_edu import stages
@@ -174,8 +214,12 @@ def average(per_seed: list[dict]) -> dict:
 
 def evaluate_end_to_end(seeds, profile: Profile, weights=None, fit_config=None, progress: bool = False) -> dict:
     """Every held-out ``seed`` through :func:`evaluate_seed`; ``{"seeds", "per_seed", "mean", ...}``.
-    A training identity (``seed % 5 != 4``) is refused before any work."""
+
+    A training identity (``seed % 5 != 4``) is refused before any work. A photo in which dlib finds no
+    face is a failure of the pipeline: listed in ``"failed"`` (and the table), left out of the means.
+    """
     from avatarme_edu.evaluation import load_training_means
+    from avatarme_edu.fitting.landmarks import FaceNotFoundError
     from avatarme_edu.nets.weights import WEIGHTS_DIR
 
     seeds = [int(s) for s in seeds]
@@ -190,13 +234,22 @@ def evaluate_end_to_end(seeds, profile: Profile, weights=None, fit_config=None, 
         means = load_training_means(wdir, profile)
     except (FileNotFoundError, ValueError):
         means = None  # the no_networks baseline needs them; the rest does not
-    per_seed = []
+    per_seed, failed = [], []
     for s in seeds:
-        per_seed.append(evaluate_seed(s, profile, weights, fit_config, means))
+        try:
+            per_seed.append(evaluate_seed(s, profile, weights, fit_config, means))
+        except FaceNotFoundError as err:  # the pipeline's failure on this photo: counted, not hidden
+            failed.append({"seed": s, "failed": str(err)})
+            if progress:
+                print(f"seed {s}: FAILED, {err}", flush=True)
+            continue
         if progress:
             print(f"seed {s}: A_D {per_seed[-1]['maps']['end_to_end']['diffuse_albedo_psnr']:.2f} dB end to end, "
                   f"{per_seed[-1]['time_s']['evaluation_total']:.0f} s", flush=True)
+    if not per_seed:
+        raise ValueError(f"no seed could be reconstructed ({len(failed)} failed: {failed[0]['failed']})")
     return clean({"profile": profile.name, "device": profile.device, "map_hw": list(profile.map_hw), "seeds": seeds,
+                  "reconstructed": [r["seed"] for r in per_seed], "failed": failed,
                   "methods": list(per_seed[0]["maps"]), "render_lights": list(RENDER_LIGHTS),
                   "mean": average(per_seed), "per_seed": per_seed})
 
@@ -209,7 +262,12 @@ def results_table(results: dict) -> str:
     """Markdown: the paper-style table (rows: maps and renders; columns: methods) and the loss per stage."""
     mean = results["mean"]
     methods = [m for m in METHODS if m in mean["maps"]]
-    lines = ["| map (metric) | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    failed = results.get("failed", [])
+    lines = [f"Reconstructed {len(results['reconstructed'])} of {len(results['seeds'])} photos (seeds "
+             f"{' '.join(map(str, results['reconstructed']))}); means over those."
+             + (" Failed: " + "; ".join(f"seed {f['seed']}: {f['failed'].split(':')[0]}" for f in failed) + "."
+                if failed else ""), "",
+             "| map (metric) | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     names = {"diffuse_albedo_psnr": "diffuse albedo A_D (PSNR dB, higher better)",
              "specular_albedo_psnr": "specular albedo A_S (PSNR dB, higher better)",
              "diffuse_normals_deg": "diffuse normals N_D (mean angle deg, lower better)",
