@@ -139,8 +139,10 @@ def render_psnr(mesh, shape, maps: dict, true_mesh, true_shape, truth, face_uv: 
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
-def evaluate_seed(seed: int, profile: Profile, weights=None, fit_config=None, means: dict | None = None) -> dict:
-    """One held-out subject through the whole pipeline and the oracle chains (see the module docstring)."""
+def evaluate_seed(seed: int, profile: Profile, weights=None, fit_config=None, means: dict | None = None,
+                  keep: dict | None = None) -> dict:
+    """One held-out subject through the whole pipeline and the oracle chains (see the module docstring).
+    ``keep``: a dict that receives ``{seed: (SyntheticPhoto, Avatar)}`` (for figures)."""
     from avatarme_edu.fitting.synthetic import face_vertex_weights, shape_error_mm, synthetic_photo
     from avatarme_edu.metrics import psnr
     from avatarme_edu.pipeline import reconstruct
@@ -151,6 +153,8 @@ def evaluate_seed(seed: int, profile: Profile, weights=None, fit_config=None, me
     region = truth.mask.bool() & (subject.regions["face"] > 0.5)
     avatar = reconstruct(sp.photo, profile, weights=weights, fit_config=fit_config, progress=False, identity=False)
     fitted = avatar.shape
+    if keep is not None:
+        keep[int(seed)] = (sp, avatar)
     out: dict = {"seed": int(seed), "pose_deg": [round(x, 1) for x in sp.rotation_deg], "maps": {}, "render_psnr": {}}
     chains = {
         "end_to_end": (avatar.mesh, fitted, {k: getattr(avatar.maps, k) for k in
@@ -212,11 +216,13 @@ def average(per_seed: list[dict]) -> dict:
     return out
 
 
-def evaluate_end_to_end(seeds, profile: Profile, weights=None, fit_config=None, progress: bool = False) -> dict:
+def evaluate_end_to_end(seeds, profile: Profile, weights=None, fit_config=None, progress: bool = False,
+                        keep: dict | None = None) -> dict:
     """Every held-out ``seed`` through :func:`evaluate_seed`; ``{"seeds", "per_seed", "mean", ...}``.
 
     A training identity (``seed % 5 != 4``) is refused before any work. A photo in which dlib finds no
     face is a failure of the pipeline: listed in ``"failed"`` (and the table), left out of the means.
+    ``keep``: see :func:`evaluate_seed`.
     """
     from avatarme_edu.evaluation import load_training_means
     from avatarme_edu.fitting.landmarks import FaceNotFoundError
@@ -237,7 +243,7 @@ def evaluate_end_to_end(seeds, profile: Profile, weights=None, fit_config=None, 
     per_seed, failed = [], []
     for s in seeds:
         try:
-            per_seed.append(evaluate_seed(s, profile, weights, fit_config, means))
+            per_seed.append(evaluate_seed(s, profile, weights, fit_config, means, keep))
         except FaceNotFoundError as err:  # the pipeline's failure on this photo: counted, not hidden
             failed.append({"seed": s, "failed": str(err)})
             if progress:
@@ -252,6 +258,13 @@ def evaluate_end_to_end(seeds, profile: Profile, weights=None, fit_config=None, 
                   "reconstructed": [r["seed"] for r in per_seed], "failed": failed,
                   "methods": list(per_seed[0]["maps"]), "render_lights": list(RENDER_LIGHTS),
                   "mean": average(per_seed), "per_seed": per_seed})
+
+
+def merge(a: dict, b: dict) -> dict:
+    """Two results of :func:`evaluate_end_to_end` (other seeds, same settings) as one, means recomputed."""
+    per = a["per_seed"] + b["per_seed"]
+    return clean({**a, "seeds": a["seeds"] + b["seeds"], "reconstructed": [r["seed"] for r in per],
+                  "failed": a["failed"] + b["failed"], "mean": average(per), "per_seed": per})
 
 
 def _cell(v, digits=2) -> str:

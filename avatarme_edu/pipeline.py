@@ -69,6 +69,24 @@ def _weights(weights, name: str):
     return None if weights is None else Path(weights) / f"{name}.safetensors"
 
 
+NETWORKS = ("sr", "delight", "specular_albedo", "specular_normals", "diffuse_normals")
+
+
+def check_weights(profile: Profile, weights=None) -> None:
+    """Refuse, before any work, when a network's weights file is missing (one line saying how to train it).
+
+    The cpu profile's weights are committed; the paper profile's are trained on a GPU
+    (``avatarme-edu train <net> --profile paper``) and given as a folder (``weights``)."""
+    from avatarme_edu.nets.weights import default_weights_path
+
+    for name in NETWORKS:
+        path = Path(weights) / f"{name}.safetensors" if weights is not None else default_weights_path(name, profile)
+        if not path.is_file():
+            train = f"avatarme-edu train {name} --profile {profile.name} --data DATASET --out runs/{name}"
+            raise ValueError(f"no weights for the {name!r} network ({profile.name} profile) at {str(path)!r}; train "
+                             f"them with `{train}` and pass a folder of <network>.safetensors as weights/--weights")
+
+
 def versions() -> dict:
     """Versions of what made the result (for the report)."""
     import numpy
@@ -151,6 +169,7 @@ def reconstruct(photo, profile: Profile | str | None = None, *, weights=None, fi
         raise ValueError(f"profile must be a Profile or one of 'cpu', 'paper', got {profile!r}")
     if weights is not None and not Path(weights).is_dir():
         raise ValueError(f"weights {str(weights)!r} is not a folder of <network>.safetensors files")
+    check_weights(profile, weights)
     times: dict[str, float] = {}
     bar = tqdm(total=len(STAGES) - (0 if identity else 1), desc="reconstruct", disable=not progress)
 

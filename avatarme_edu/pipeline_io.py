@@ -212,7 +212,7 @@ def run_reconstruct(args) -> int:
     """``avatarme-edu reconstruct``: checks everything it can before working; one line per problem."""
     from avatarme_edu.fitting.fit_stages import FitConfig
     from avatarme_edu.maps_io import load_photo
-    from avatarme_edu.pipeline import reconstruct
+    from avatarme_edu.pipeline import check_weights, reconstruct
     from avatarme_edu.profiles import get_profile
 
     start = time.perf_counter()
@@ -224,6 +224,7 @@ def run_reconstruct(args) -> int:
     if (args.photo is None) == (args.sample is None):
         raise ValueError("give either a PHOTO or --sample NAME (e.g. --sample astronaut)")
     path = Path(args.photo) if args.photo is not None else sample_photo(args.sample)
+    check_weights(profile, args.weights)
     out = check_out(args.out, args.overwrite)
     with warnings.catch_warnings():  # a bad photo fails here, before any work; reconstruct notes the rest
         warnings.simplefilter("ignore")

@@ -139,6 +139,8 @@ def test_bad_option_values_are_one_line(command, argv, message, tmp_path, capsys
 @pytest.mark.parametrize("argv, message", [
     (["--weights", "/no/such/weights"], "is not a folder"),
     (["--sample", "astronaut"], "either a PHOTO or --sample"),  # both
+    (["--profile", "paper", "--device", "cpu"], "no weights for the 'sr' network (paper profile)"),
+    (["--weights", "/"], "no weights for the 'sr' network"),  # a folder without them
 ])
 def test_bad_reconstruct_options_are_one_line(argv, message, tmp_path, capsys):
     out = tmp_path / "out"
