@@ -50,10 +50,11 @@ DEFAULT_SEEDS = (4, 9, 14)
 DEGRADABLE = ("sr", "delight", "specular_albedo", "specular_normals", "diffuse_normals")
 
 
-def degraded_weights(stage: str, out_dir, profile: Profile, noise: float = 0.5, seed: int = 0,
+def degraded_weights(stage: str, out_dir, profile: Profile, noise: float = 1.0, seed: int = 0,
                      weights=None) -> Path:
     """A copy of the weights folder (default: the profile's committed one) in ``out_dir`` where network
-    ``stage``'s float tensors get Gaussian noise of ``noise`` times each tensor's own standard deviation.
+    ``stage``'s float tensors get Gaussian noise of ``noise`` times each tensor's own standard deviation
+    (four times that in the output convolution, which no normalisation follows).
 
     For checking that the regression suite notices a worse stage (``tests/test_notebooks.py``):
     pass the folder as ``weights`` to :func:`~avatarme_edu.pipeline.reconstruct` or this module.
@@ -63,6 +64,7 @@ def degraded_weights(stage: str, out_dir, profile: Profile, noise: float = 0.5, 
     from safetensors import safe_open
 
     from avatarme_edu.maps_io import save_tensors
+    from avatarme_edu.nets.tasks import get_task
     from avatarme_edu.nets.weights import WEIGHTS_DIR
 
     if stage not in DEGRADABLE:
@@ -80,9 +82,15 @@ def degraded_weights(stage: str, out_dir, profile: Profile, noise: float = 0.5, 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
+    # the output convolution(s): weights with as many filters as the network has output channels (instance
+    # norm after every other layer would undo most noise there), and their biases
+    out_ch = get_task(stage).out_channels
+    last = {k for k, t in tensors.items() if t.ndim == 4 and t.shape[0] == out_ch}
+    last |= {k.rsplit(".", 1)[0] + ".bias" for k in last}
     for k, t in tensors.items():
         if t.is_floating_point() and t.numel() > 1 and "running" not in k:  # not the norms' statistics
-            tensors[k] = t + noise * t.float().std() * torch.randn(t.shape, generator=g, dtype=t.dtype)
+            scale = noise * (4.0 if k in last else 1.0)
+            tensors[k] = t + scale * t.float().std() * torch.randn(t.shape, generator=g, dtype=t.dtype)
     save_tensors(out / path.name, tensors, meta)
     return out
 

@@ -208,7 +208,8 @@ def test_notebook_runs_and_keeps_its_numbers(path, tmp_path, update_baselines):
 @pytest.mark.slow
 def test_a_degraded_stage_fails_the_comparison(tmp_path):
     """The suite's teeth: notebook 09 run with the de-lighting network's weights spoiled on purpose
-    (its parameter ``degrade_stage``: Gaussian noise of half each tensor's spread) must record numbers
+    (its parameter ``degrade_stage``: Gaussian noise of each tensor's spread, four times that in the
+    output convolution, :func:`avatarme_edu.end_to_end.degraded_weights`) must record numbers
     that the comparison with the stored baselines refuses - the albedo it de-lights and every map
     inferred from that albedo."""
     path = REPO / "notebooks" / "09_evaluation.ipynb"
