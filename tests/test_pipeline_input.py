@@ -96,13 +96,29 @@ def test_bad_photo_is_one_line_exit_2_and_no_output(kind, command, tmp_path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output folder, no temporary left
 
 
+@pytest.mark.parametrize("api", ["reconstruct", "fit"])
 @pytest.mark.parametrize("kind", ["missing", "directory", "not_an_image", "truncated_jpeg", "tiny_32px", "no_face"])
-def test_bad_photo_through_the_api_raises_one_value_error(kind, tmp_path):
+def test_bad_photo_through_the_api_raises_one_value_error(kind, api, tmp_path):
+    from avatarme_edu.fitting.fit import fit
+    from avatarme_edu.profiles import get_profile
+
     photo = make_bad(kind, tmp_path)
     with pytest.raises(ValueError, match=BAD[kind]) as info:
-        reconstruct(photo, "cpu", progress=False)
+        if api == "reconstruct":
+            reconstruct(photo, "cpu", progress=False)
+        else:
+            fit(photo, get_profile("cpu", "cpu"), progress=False)
     assert "\n" not in str(info.value)
     assert isinstance(info.value, (PhotoError, FaceNotFoundError))
+
+
+def test_bad_api_options_are_one_value_error(tmp_path):
+    photo = PHOTOS / "astronaut.jpg"
+    for kwargs, message in (({"profile": "gpu"}, "unknown profile 'gpu'"),
+                            ({"profile": "cpu", "weights": tmp_path / "nothing"}, "is not a folder"),
+                            ({"profile": "cpu", "weights": tmp_path}, "no weights for the 'sr' network")):
+        with pytest.raises(ValueError, match=message):
+            reconstruct(photo, progress=False, **kwargs)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
