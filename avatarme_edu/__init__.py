@@ -17,8 +17,13 @@ function-local imports included):
     5  nets: the networks (RCAN, pix2pixHD), their tasks, weights and training
     6  stages, evaluation, fitting: the reflectance stages run over whole maps, scored against baselines;
        fitting a photo (GANFIT-style)
-    7  figures: every plot and display panel
+    7  figures, pipeline, pipeline_io, end_to_end: every plot and display panel; the whole pipeline,
+       one photo to an avatar (``reconstruct``), written to a folder; scored end to end on held-out subjects
     8  demo, cli: the programs
+
+The front door: ``avatarme_edu.reconstruct(photo, profile="cpu") -> Avatar`` runs the whole pipeline
+(:mod:`avatarme_edu.pipeline`). It is looked up on first use (PEP 562 ``__getattr__``), so importing
+the package stays cheap and this base-layer module imports nothing above it.
 
 Each subpackage's ``__init__`` lists its public face in ``__all__``. The technical design (data flow,
 conventions, profiles, layout, tests) is ``docs/design.md`` in the repository.
@@ -26,5 +31,14 @@ conventions, profiles, layout, tests) is ``docs/design.md`` in the repository.
 
 from avatarme_edu.profiles import Profile, get_profile
 
-__all__ = ["Profile", "get_profile"]
+__all__ = ["Profile", "get_profile", "reconstruct", "Avatar"]
 __version__ = "0.1.0"
+_LAZY = {"reconstruct": "avatarme_edu.pipeline", "Avatar": "avatarme_edu.pipeline"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'avatarme_edu' has no attribute {name!r}")

@@ -19,6 +19,7 @@ from avatarme_edu.evaluation import add_evaluate_parser
 from avatarme_edu.fitting.fit_cli import add_fit_parser
 from avatarme_edu.fitting.texture_gan_train import add_train_gan_parser
 from avatarme_edu.nets.train import add_train_parser
+from avatarme_edu.pipeline_io import add_reconstruct_parser
 from avatarme_edu.profiles import PROFILE_NAMES, get_profile
 from avatarme_edu.seeds import MAX_SEED, check_seed, seed_arg
 
@@ -149,6 +150,23 @@ def _size(profile) -> str:
     return f"{profile.map_hw[0]}x{profile.map_hw[1]} maps ({profile.name} profile, {profile.device})"
 
 
+def _cmd_evaluate(args) -> int:
+    """``evaluate``: the reflectance networks on their own, or with ``--end-to-end`` the whole pipeline."""
+    if not args.end_to_end:
+        if args.steps is not None:
+            raise ValueError("--steps belongs to --end-to-end (the fit's steps)")
+        from avatarme_edu.evaluation import run_evaluate
+
+        return run_evaluate(args)
+    from avatarme_edu.end_to_end import run_end_to_end
+
+    if args.means_from:
+        raise ValueError("--means-from computes the networks' baselines; run it without --end-to-end first")
+    if args.steps is not None and args.steps < 0:
+        raise ValueError(f"--steps must be >= 0, got {args.steps}")
+    return run_end_to_end(args)
+
+
 def _cmd_profile(args) -> int:
     profile = get_profile(args.profile, args.device)
     for key, value in vars(profile).items():
@@ -199,9 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_profile)
 
     # the stages' own commands: each module adds its parser with its own --profile/--device/--seed
+    add_reconstruct_parser(sub)
     add_fit_parser(sub)
     add_train_parser(sub)
-    add_evaluate_parser(sub)
+    p = add_evaluate_parser(sub)
+    p.add_argument("--end-to-end", action="store_true",
+                   help="the whole pipeline from photos of held-out subjects, against their true maps "
+                        "(default --out results/end_to_end.json; see avatarme_edu/end_to_end.py)")
+    p.add_argument("--steps", type=int, default=None, help="with --end-to-end: steps of the fit's full objective")
+    p.set_defaults(func=_cmd_evaluate)
     add_train_gan_parser(sub)
     return parser
 

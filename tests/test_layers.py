@@ -163,6 +163,18 @@ def test_the_graph_sees_function_local_imports(graph):
     assert any(t.startswith("avatarme_edu.lightstage") for t in graph["avatarme_edu.cli"])
 
 
+def test_the_pipeline_sits_above_every_stage_and_below_the_programs(graph, table):
+    # reconstruct joins the fit, the networks, the head completion and the renderer; the cli calls it
+    for name in ("pipeline", "pipeline_io", "end_to_end"):
+        assert table[name] > max(table["fitting"], table["stages"], table["completion"], table["render"]), name
+        assert table[name] < table["cli"], name
+    assert {"avatarme_edu.fitting.fit", "avatarme_edu.stages", "avatarme_edu.completion.transfer"} <= graph[
+        "avatarme_edu.pipeline"]
+    assert "avatarme_edu.pipeline_io" in graph["avatarme_edu.cli"]
+    # the package's front door (avatarme_edu.reconstruct) is looked up at run time, not imported
+    assert "avatarme_edu.pipeline" not in graph["avatarme_edu"]
+
+
 def test_every_subpackage_has_a_public_face():
     import importlib
 

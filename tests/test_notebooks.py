@@ -3,7 +3,9 @@
 Each notebook has a cell tagged ``parameters`` (papermill overrides it with the cpu profile and
 ``quick=True``) and ends with a cell that writes its key numbers as JSON to ``metrics_path``
 (notebook 01: the light-stage recovery table; 08: the render PSNRs; 00: the normal-map round trip;
-03-06: each reflectance network's held-out metrics and its baselines', with the committed weights).
+03-06: each reflectance network's held-out metrics and its baselines', with the committed weights;
+09: the end-to-end table against ground truth). :func:`test_a_degraded_stage_fails_the_comparison`
+shows the comparison has teeth: notebook 09 with one network's weights spoiled on purpose fails it.
 The numbers are compared with ``tests/baselines/notebooks.json``, where each has a tolerance and a
 direction: ``higher`` (better when higher: fails when it drops by more than ``tol``), ``lower``
 (fails when it rises by more than ``tol``) or ``equal`` (fails when it moves by more than ``tol``
@@ -175,26 +177,48 @@ def test_make_strip_removes_outputs_and_keeps_the_cells(tmp_path):
 # ---- running them (slow) ---------------------------------------------------------------------
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_and_keeps_its_numbers(path, tmp_path, update_baselines):
+def run_notebook(path: Path, tmp_path: Path, **extra) -> tuple[dict, object]:
+    """Run ``path`` with papermill on the quick cpu parameters (plus ``extra``); ``(numbers, notebook)``."""
     import papermill  # only here: importing it costs a second of every fast run
 
     numbers = tmp_path / "numbers.json"
-    parameters = {"profile": "cpu", "quick": True, "metrics_path": str(numbers)}
+    parameters = {"profile": "cpu", "quick": True, "metrics_path": str(numbers), **extra}
     if "out_dir =" in _parameters_cell(nbformat.read(path, as_version=4)).source:
         parameters["out_dir"] = str(tmp_path / "out")
     out = tmp_path / path.name
     papermill.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(path.parent),
                                kernel_name="python3", progress_bar=False)
-    nb = nbformat.read(out, as_version=4)
+    return json.loads(numbers.read_text()), nbformat.read(out, as_version=4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_and_keeps_its_numbers(path, tmp_path, update_baselines):
+    measured, nb = run_notebook(path, tmp_path)
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert images, f"{path.name} should show pictures"
-    measured = json.loads(numbers.read_text())
     if update_baselines:
         _store_baselines(path.stem, measured)
         return
     problems = compare_numbers(measured, _read_baselines()[path.stem])
     assert not problems, (f"{path.name} measured differently from {BASELINES.relative_to(REPO)} "
                           "(refresh on purpose with `make baselines`):\n  " + "\n  ".join(problems))
+
+
+@pytest.mark.slow
+def test_a_degraded_stage_fails_the_comparison(tmp_path):
+    """The suite's teeth: notebook 09 run with the de-lighting network's weights spoiled on purpose
+    (its parameter ``degrade_stage``: Gaussian noise of each tensor's spread, four times that in the
+    output convolution, :func:`avatarme_edu.end_to_end.degraded_weights`) must record numbers
+    that the comparison with the stored baselines refuses - the albedo it de-lights and every map
+    inferred from that albedo."""
+    path = REPO / "notebooks" / "09_evaluation.ipynb"
+    measured, _ = run_notebook(path, tmp_path, degrade_stage="delight")
+    problems = compare_numbers(measured, _read_baselines()[path.stem])
+    worse = {line.split(" ")[0] for line in problems}
+    assert {"e2e/end_to_end/diffuse_albedo_psnr", "e2e/true_sharp/diffuse_albedo_psnr",
+            "nets/delighting/network_psnr"} <= worse, problems
+    # the stages before de-lighting, and the networks fed the true albedo, are untouched
+    assert not worse & {"e2e/texture/fitted_psnr", "e2e/shape_error_mm", "nets/super_resolution/network_psnr",
+                        "e2e/true_albedo/specular_albedo_psnr", "real/landmark_error_px"}, problems

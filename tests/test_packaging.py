@@ -80,7 +80,8 @@ def test_wheel_ships_the_runtime_data_and_nothing_from_tests(installed):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("avatarme_edu/data/eduhead/eduhead.safetensors", "avatarme_edu/data/subject_0000/subject.json",
                    "avatarme_edu/data/subject_0000/neutral/diffuse_albedo.png",
-                   "avatarme_edu/render/viewer_template.html", "avatarme_edu/resources.py"):
+                   "avatarme_edu/render/viewer_template.html", "avatarme_edu/resources.py",
+                   "avatarme_edu/data/photos/astronaut.jpg"):
         assert needed in names, needed
     assert not [n for n in names if n.startswith(("tests/", "notebooks/", "data_samples/"))]
 

@@ -12,6 +12,10 @@ Files written (each atomically: a temporary name, then renamed, so nothing half-
 | ``report.json`` | landmark error, photometric error, dlib identity distances, seam, time per stage |
 | ``history.json`` | the loss of every step (stage, total, landmark, photometric, identity) |
 | ``fit.safetensors`` | texture, visibility, camera and all fitted parameters |
+
+The command writes a new folder: all files go to a hidden temporary folder beside ``--out``, renamed
+to ``--out`` at the end, so a failure leaves nothing; an existing ``--out`` with files in it is
+refused before the fit starts (nothing of the user's is overwritten).
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ def add_fit_parser(subparsers) -> None:
                               description="Fit EduHead (shape, expression), a texture model and SH light to the "
                                           "largest face of a photo; writes mesh, UV texture, overlay and report.")
     p.add_argument("photo", help="a photo with a face (JPEG or PNG)")
-    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--out", required=True, help="a new output folder (refused if it exists with files in it)")
     p.add_argument("--profile", choices=PROFILE_NAMES, default=None, help="cpu or paper (default: auto)")
     p.add_argument("--device", default=None, help="torch device (default: $AVATARME_DEVICE or auto)")
     p.add_argument("--texture-model", choices=("auto", "gan", "pca"), default="auto",
@@ -91,10 +95,16 @@ def run_fit(args) -> int:
     from avatarme_edu.fitting.texture_model import default_texture_model, load_texture_model
     from avatarme_edu.profiles import get_profile
 
+    from avatarme_edu.atomic import atomic_dir, check_writable
+
     profile = get_profile(args.profile, args.device)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file; give a folder for the fit's outputs")
+    if out.is_dir() and any(out.iterdir()):
+        raise ValueError(f"--out {str(out)!r} already exists and is not empty; give a new folder "
+                         "(nothing of yours is overwritten)")
+    check_writable(out)  # an unwritable place is refused before the work, not after it
     if args.steps is not None and args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
     if args.texture_model == "auto":
@@ -105,7 +115,10 @@ def run_fit(args) -> int:
     if args.steps is not None:
         config.full_steps = args.steps
     result = fit(args.photo, profile, texture_model=tex, config=config, progress=not args.quiet)
-    written = write_fit(result, out)
+    if out.is_dir():  # empty: the finished folder takes its place
+        out.rmdir()
+    with atomic_dir(out) as tmp:  # all or nothing: a failure leaves no half-written folder
+        written = [out / p.relative_to(tmp) for p in write_fit(result, tmp)]
     r = result.report
     print(f"fitted {args.photo} in {sum(result.times.values()):.1f} s: landmark error {r['landmark_error_px']:.2f} px, "
           f"dlib distance photo-rendering {r['identity_distance_textured_rendering']:.3f} "
