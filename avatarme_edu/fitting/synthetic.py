@@ -141,12 +141,41 @@ def face_texels(profile: Profile, head=None) -> torch.Tensor:
     return (interpolate(frags, face_vertex_weights(head)[:, None], head.faces)[0] > 0.5) & frags.mask
 
 
+def check_held_out(seeds) -> list[int]:
+    """The seeds as ints; a training identity (or a non-identity) raises one clear ``ValueError``."""
+    from avatarme_edu.lightstage.dataset import is_held_out
+
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("give at least one held-out seed")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ValueError(f"seeds must be identity numbers (ints >= 0), got {s!r}")
+        if not is_held_out(s):
+            raise ValueError(f"seed {s} is a training identity; the fit is evaluated on held-out identities only "
+                             f"(those with seed % 5 == 4, e.g. {s - s % 5 + 4})")
+    return seeds
+
+
+def aligned_mean_head(head, true: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``(V, 3)``: EduHead's mean head moved by the similarity that best puts its face on ``true``'s."""
+    from avatarme_edu.completion.blend import similarity_transform
+
+    mean = head.vertices().detach().double()
+    s, rot, t = similarity_transform(mean, true.double(), weights.double())
+    return (s * mean @ rot.T + t).to(true.dtype)
+
+
 def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progress: bool = False) -> dict:
-    """Fit each held-out subject's synthetic photo; per-seed numbers and their means (see module docstring)."""
+    """Fit each held-out subject's synthetic photo; per-seed numbers and their means (see module docstring).
+
+    A seed whose photo dlib finds no face in is kept as a row with its ``error`` and left out of the means."""
     from avatarme_edu.fitting.fit import fit
+    from avatarme_edu.fitting.landmarks import FaceNotFoundError
     from avatarme_edu.fitting.texture_model import default_texture_model
     from avatarme_edu.metrics import psnr
 
+    seeds = check_held_out(seeds)
     head = _head().to(profile.device)
     texture_model = texture_model or default_texture_model(profile)
     weights = face_vertex_weights(head).to(profile.device)
@@ -156,8 +185,13 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
     for seed in seeds:
         t0 = time.perf_counter()
         sp = _cached_photo(int(seed), profile)
-        res = fit(sp.photo, profile, texture_model=texture_model, config=config, progress=progress, head=head)
+        try:
+            res = fit(sp.photo, profile, texture_model=texture_model, config=config, progress=progress, head=head)
+        except FaceNotFoundError as err:
+            rows.append({"seed": int(seed), "pose_deg": [round(x, 1) for x in sp.rotation_deg], "error": str(err)})
+            continue
         true_v = sp.subject.mesh.vertices.to(profile.device)
+        mean_lm = aligned_mean_head(head, true_v, weights)[head.landmark_ids]
         lm_vertices = res.mesh.vertices[head.landmark_ids.cpu()].to(profile.device)
         lm_fit = res.crop.to_photo(res.camera.project(lm_vertices)[0].cpu())
         seen = res.visibility > 0.5
@@ -166,6 +200,8 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
             "shape_error_mm": round(shape_error_mm(res.mesh.vertices.to(profile.device), true_v, weights), 3),
             "shape_error_mean_head_mm": round(shape_error_mm(head.vertices(), true_v, weights), 3),
             "landmark_error_px": round(float((lm_fit - sp.landmarks.cpu()).norm(dim=-1).mean()), 3),
+            "landmark_error_mean_head_px": round(float(
+                (sp.camera.project(mean_lm)[0].cpu() - sp.landmarks.cpu()).norm(dim=-1).mean()), 3),
             "landmark_error_vs_dlib_px": res.report["landmark_error_px"],
             "pose_error_deg": round(rotation_error_deg(res.camera.rotation.cpu(), sp.camera.rotation.cpu()), 2),
             "texture_psnr_face_db": round(psnr(res.texture, sp.texture, face_uv), 2),
@@ -178,11 +214,12 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
         })
         if progress:
             print(json.dumps(rows[-1]), flush=True)
-    keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float)) and k != "seed"] if rows else []
-    mean = {k: round(sum(r[k] for r in rows if r[k] is not None) / max(1, sum(r[k] is not None for r in rows)), 3)
+    done = [r for r in rows if "error" not in r]
+    keys = [k for k in done[0] if isinstance(done[0][k], (int, float)) and k != "seed"] if done else []
+    mean = {k: round(sum(r[k] for r in done if r[k] is not None) / max(1, sum(r[k] is not None for r in done)), 3)
             for k in keys}
     return {"profile": profile.name, "texture_model": type(texture_model).__name__, "seeds": [int(s) for s in seeds],
-            "per_seed": rows, "mean": mean}
+            "fitted": len(done), "failed": len(rows) - len(done), "per_seed": rows, "mean": mean}
 
 
 def main(argv: list[str] | None = None) -> int:
