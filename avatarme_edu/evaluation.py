@@ -273,7 +273,10 @@ def add_evaluate_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
                         "landmark / texture errors against the mean head and mean texture")
     p.add_argument("--fit-steps", type=int, nargs=2, default=None, metavar=("LANDMARK", "FULL"),
                    help="with --fit: the fit's landmark-stage and full-stage steps (default the fit's own)")
-    p.add_argument("--no-free-form", action="store_true", help="with --fit: fit without the free-form offset")
+    p.add_argument("--free-form", choices=("on", "off"), default=None,
+                   help="with --fit: the free-form offset on or off (default the fit's own)")
+    p.add_argument("--oracle-landmarks", action="store_true",
+                   help="with --fit: fit the true landmarks instead of dlib's (the fit apart from the detector)")
     p.set_defaults(func=run_evaluate)
     return p
 

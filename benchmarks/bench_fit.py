@@ -36,14 +36,14 @@ def main() -> None:
     out = {"load_average_at_start": os.getloadavg(), "threads": torch.get_num_threads(), "photos": {}}
     fits = {}
     for name in args.names:
-        for free_form in ((True, False) if not args.no_offset_compare and name != "biden_2010" else (True,)):
+        for free_form in ((False, True) if not args.no_offset_compare and name != "biden_2010" else (False,)):
             t0 = time.perf_counter()
             res = fit(PHOTOS / f"{name}.jpg", profile, config=FitConfig(free_form=free_form), progress=False, head=head)
-            key = name if free_form else f"{name} (no offset)"
+            key = f"{name} (offset)" if free_form else name
             out["photos"][key] = {**res.report, "wall_s": round(time.perf_counter() - t0, 1),
                                   "load_average": os.getloadavg()[0]}
             print(key, json.dumps(out["photos"][key]), flush=True)
-            if free_form:
+            if not free_form:
                 fits[name] = res
     cross = {}
     for a in ("obama_2012", "obama_2009", "obama_2010"):

@@ -63,24 +63,28 @@ def run_fit_evaluate(args) -> int:
 
     seeds = check_held_out(args.seeds)
     profile = get_profile(args.profile, args.device)
-    config = FitConfig(free_form=not args.no_free_form)
+    config = FitConfig()
+    if args.free_form is not None:
+        config.free_form = args.free_form == "on"
     if args.fit_steps:
         if min(args.fit_steps) < 1:
             raise ValueError(f"--fit-steps must be two counts >= 1, got {args.fit_steps}")
         config.landmark_steps, config.full_steps = args.fit_steps
     out = Path(args.out or "fit.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = evaluate_fit(seeds, profile, config, progress=True)
+    result = evaluate_fit(seeds, profile, config, progress=True, oracle_landmarks=args.oracle_landmarks)
     argv = ["avatarme-edu", "evaluate", "--fit", "--profile", profile.name, "--device", str(profile.device),
             "--seeds", *map(str, seeds)]
     argv += ["--fit-steps", *map(str, args.fit_steps)] if args.fit_steps else []
-    argv += ["--no-free-form"] if args.no_free_form else []
+    argv += ["--free-form", args.free_form] if args.free_form else []
+    argv += ["--oracle-landmarks"] if args.oracle_landmarks else []
     result["command"] = shlex.join([*argv, "--out", str(args.out or "fit.json")])
-    result["config"] = {"landmark_steps": config.landmark_steps, "full_steps": config.full_steps,
-                        "free_form": config.free_form}
+    result["config"] = {k: getattr(config, k) for k in ("landmark_steps", "full_steps", "free_form",
+                                                        "learned_landmarks", "w_identity_coeff", "w_expression")}
     write_text(out, json.dumps(result, indent=1) + "\n")
     text = (f"# Photo fit on held-out virtual subjects ({profile.name} profile)\n\n"
-            f"Seeds {' '.join(map(str, seeds))}, averaged; texture model {result['texture_model']}. "
+            f"Seeds {' '.join(map(str, seeds))}, averaged ({result['fitted']} fitted, {result['failed']} without a "
+            f"face found by dlib); landmarks: {result['landmarks']}; texture model {result['texture_model']}. "
             f"Command: `{result['command']}`\n\n" + fit_table(result) + "\n\n## Per seed\n\n"
             + per_seed_table(result) + "\n")
     write_text(out.with_suffix(".md"), text)

@@ -57,15 +57,24 @@ class SyntheticPhoto:
 def synthetic_photo(seed: int, profile: Profile, pose_seed: int | None = None, hw=PHOTO_HW,
                     max_yaw: float = 25.0, head=None) -> SyntheticPhoto:
     """Render held-out subject ``seed`` as a photo (random pose from ``pose_seed``, default ``seed``)."""
-    from avatarme_edu.lightstage.dataset import is_held_out, wild_generator
-    from avatarme_edu.lightstage.subjects import make_subject
-    from avatarme_edu.lightstage.wild import wild_texture
+    from avatarme_edu.lightstage.dataset import is_held_out
 
     if not is_held_out(seed):
         raise ValueError(f"subject {seed} is a training identity; the synthetic check uses held-out ids (id % 5 == 4)")
+    return subject_photo(seed, profile, seed if pose_seed is None else pose_seed, hw, max_yaw, head)
+
+
+def subject_photo(seed: int, profile: Profile, pose_seed: int, hw=PHOTO_HW, max_yaw: float = 25.0,
+                  head=None) -> SyntheticPhoto:
+    """Subject ``seed`` (any split: the caller answers for it) in its wild texture, as a photo from the
+    random pose ``pose_seed`` (pitch within 10, yaw within ``max_yaw``, roll within 6 degrees)."""
+    from avatarme_edu.lightstage.dataset import wild_generator
+    from avatarme_edu.lightstage.subjects import make_subject
+    from avatarme_edu.lightstage.wild import wild_texture
+
     subject = make_subject(seed, profile, head=head)
     wild = wild_texture(subject, profile, wild_generator(seed, 0))
-    g = torch.Generator().manual_seed(1000 + (seed if pose_seed is None else pose_seed))
+    g = torch.Generator().manual_seed(1000 + pose_seed)
     u = torch.rand(3, generator=g, dtype=torch.float64) * 2 - 1
     pitch, yaw, roll = 10.0 * float(u[0]), max_yaw * float(u[1]), 6.0 * float(u[2])
     mesh = subject.mesh
@@ -166,16 +175,27 @@ def aligned_mean_head(head, true: torch.Tensor, weights: torch.Tensor) -> torch.
     return (s * mean @ rot.T + t).to(true.dtype)
 
 
-def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progress: bool = False) -> dict:
+def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progress: bool = False,
+                 oracle_landmarks: bool = False) -> dict:
     """Fit each held-out subject's synthetic photo; per-seed numbers and their means (see module docstring).
 
-    A seed whose photo dlib finds no face in is kept as a row with its ``error`` and left out of the means."""
+    A seed whose photo dlib finds no face in is kept as a row with its ``error`` and left out of the means.
+    ``oracle_landmarks``: fit the true landmarks (EduHead's landmark vertices through the true camera)
+    instead of dlib's - what the fit makes of perfect landmarks, apart from the detector's errors."""
+    from dataclasses import replace
+
     from avatarme_edu.fitting.fit import fit
     from avatarme_edu.fitting.landmarks import FaceNotFoundError
     from avatarme_edu.fitting.texture_model import default_texture_model
     from avatarme_edu.metrics import psnr
 
+    from avatarme_edu.fitting.fit_stages import FitConfig
+    from avatarme_edu.fitting.landmarks import Face
+
     seeds = check_held_out(seeds)
+    config = config or FitConfig()
+    if oracle_landmarks:
+        config = replace(config, learned_landmarks=False)
     head = _head().to(profile.device)
     texture_model = texture_model or default_texture_model(profile)
     weights = face_vertex_weights(head).to(profile.device)
@@ -186,7 +206,13 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
         t0 = time.perf_counter()
         sp = _cached_photo(int(seed), profile)
         try:
-            res = fit(sp.photo, profile, texture_model=texture_model, config=config, progress=progress, head=head)
+            face = None
+            if oracle_landmarks:
+                lo, hi = sp.landmarks.min(0).values, sp.landmarks.max(0).values
+                face = Face(box=(*lo.tolist(), *hi.tolist()), landmarks=sp.landmarks.numpy(), score=float("nan"),
+                            plausibility=float("nan"), note="oracle: the true landmarks")
+            res = fit(sp.photo, profile, texture_model=texture_model, config=config, progress=progress, head=head,
+                      face=face)
         except FaceNotFoundError as err:
             rows.append({"seed": int(seed), "pose_deg": [round(x, 1) for x in sp.rotation_deg], "error": str(err)})
             continue
@@ -219,6 +245,7 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
     mean = {k: round(sum(r[k] for r in done if r[k] is not None) / max(1, sum(r[k] is not None for r in done)), 3)
             for k in keys}
     return {"profile": profile.name, "texture_model": type(texture_model).__name__, "seeds": [int(s) for s in seeds],
+            "landmarks": "oracle (true)" if oracle_landmarks else "dlib",
             "fitted": len(done), "failed": len(rows) - len(done), "per_seed": rows, "mean": mean}
 
 
@@ -228,14 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[4, 9, 14])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--no-free-form", action="store_true")
+    parser.add_argument("--free-form", choices=("on", "off"), default="off")
+    parser.add_argument("--oracle-landmarks", action="store_true")
     parser.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = parser.parse_args(argv)
     from avatarme_edu.fitting.fit_stages import FitConfig
 
     try:
         profile = get_profile(args.profile, args.device)
-        result = evaluate_fit(args.seeds, profile, FitConfig(free_form=not args.no_free_form), progress=True)
+        result = evaluate_fit(args.seeds, profile, FitConfig(free_form=args.free_form == "on"), progress=True,
+                              oracle_landmarks=args.oracle_landmarks)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
