@@ -210,7 +210,7 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
         lm3 = model.landmarks(params, cam)
         lm_loss = landmark_loss(cam.project(lm3)[0], target_lm, face_size, lm_weights)
         # the rotation and translation settle first; then the shape may follow
-        shape_on = step >= config.landmark_steps // 3
+        shape_on = config.fit_shape and step >= config.landmark_steps // 3
         reg = config.w_identity_coeff * (params.identity ** 2).sum() \
             + config.w_expression * (params.expression ** 2).sum()
         loss = config.w_landmark * lm_loss * 1e3 + (reg if shape_on else 0.0)
@@ -231,8 +231,9 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
     # --- stage 3: the full objective ----------------------------------------------------------
     t0 = time.perf_counter()
     net, photo_desc = _identity_setup(photo, landmarks, device) if config.w_identity > 0 else (None, None)
-    names = ["rotation", "translation", "identity", "expression", "latent", "sh"]
-    names += ["offset"] if config.free_form else []
+    names = ["rotation", "translation", "latent", "sh"]
+    names += ["identity", "expression"] if config.fit_shape else []
+    names += ["offset"] if config.free_form and config.fit_shape else []
     for n in names:
         getattr(params, n).requires_grad_(True)
     opt = torch.optim.Adam(params.groups(names, config.lr))
@@ -251,7 +252,7 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
     bar = tqdm(range(config.full_steps), desc="fit: full", disable=not progress, leave=False)
     for step in bar:
         cam = params.camera(focal, size)
-        verts = model.vertices(params, config.free_form)
+        verts = model.vertices(params, config.free_form and config.fit_shape)
         if face_index is None or step % config.raster_every == 0:
             # visibility and normals change slowly: refresh them every few steps (no gradient)
             face_index = rasterize(verts, model.faces, cam)
@@ -276,7 +277,7 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
         loss = loss + config.w_identity_coeff * (params.identity ** 2).sum() \
             + config.w_expression * (params.expression ** 2).sum() \
             + config.w_latent * texture_model.latent_prior(params.latent)
-        if config.free_form:
+        if config.free_form and config.fit_shape:
             loss = loss + config.w_offset_smooth * model.offset_smoothness(params) \
                 + config.w_offset * (params.offset ** 2).sum(-1).mean()
         opt.zero_grad()

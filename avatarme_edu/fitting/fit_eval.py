@@ -4,8 +4,8 @@ Each held-out identity (``seed % 5 == 4``, never seen by the texture models) is 
 (random pose, its in-the-wild texture: :func:`~avatarme_edu.fitting.synthetic.synthetic_photo`) and
 fitted (:func:`~avatarme_edu.fitting.fit.fit`); :func:`~avatarme_edu.fitting.synthetic.evaluate_fit`
 measures it against the truth. The baselines are *not fitting*: EduHead's mean head (for the shape
-error, and for the landmark error: the mean head placed on the true face by the best similarity and
-seen through the true camera, a generous pose) and the texture model's mean texture (for the PSNR).
+error; for the landmark and pose errors the same fit with the shape held at the mean head, camera,
+texture and light fitted as usual) and the texture model's mean texture (for the PSNR).
 
 Writes ``--out`` (default ``fit.json``: the per-seed rows and their means) and a markdown table next
 to it (``.md``) with the exact command. A training identity is refused before any work.
@@ -25,7 +25,7 @@ ROWS = (  # (key of the fit, key of the baseline, label, unit, better)
     ("texture_psnr_face_db", "texture_psnr_mean_texture_db", "texture PSNR vs the true texture, face texels", "dB",
      "higher"),
     ("texture_psnr_seen_db", None, "texture PSNR, face texels seen in the photo", "dB", "higher"),
-    ("pose_error_deg", None, "camera rotation error", "deg", "lower"),
+    ("pose_error_deg", "pose_error_mean_head_deg", "camera rotation error", "deg", "lower"),
     ("landmark_error_vs_dlib_px", None, "landmark error vs dlib's detections", "px", "lower"),
     ("identity_distance_textured_rendering", None, "dlib descriptor distance, rendering vs photo", "", "lower"),
     ("seam_gradient_ratio", None, "seam: gradient in the blend band / elsewhere (1 = none)", "", "1"),
@@ -36,7 +36,8 @@ ROWS = (  # (key of the fit, key of the baseline, label, unit, better)
 def fit_table(result: dict) -> str:
     """The means of :func:`~avatarme_edu.fitting.synthetic.evaluate_fit` as a markdown table."""
     mean = result["mean"]
-    lines = ["| measure | fit | not fitting (mean head / mean texture) | unit |", "|---|---|---|---|"]
+    lines = ["| measure | fit | not fitting the shape or texture (mean head / mean texture) | unit |",
+             "|---|---|---|---|"]
     for key, base, label, unit, _ in ROWS:
         if key not in mean:
             continue

@@ -35,6 +35,7 @@ class FitConfig:
     raster_every: int = 5  # re-rasterise the visibility buffer every this many steps
     snapshot_every: int = 0  # keep the landmarks (and rendering) every this many steps (0: none)
     identity_every: int = 10  # identity loss every this many steps (dlib's net + gradient: ~1-2 s on 2 cores)
+    fit_shape: bool = True  # False: identity and expression stay at the mean head (the evaluation's baseline)
     free_form: bool = False  # the Laplacian-smooth per-vertex offset (face region); measured: no better shape
     learned_landmarks: bool = True  # dlib's points from the learned embedding (landmark_embedding.py)
     jaw_weight: float = 1.0  # extra factor on the 17 jaw points' landmark weights (1: the learned weights alone)

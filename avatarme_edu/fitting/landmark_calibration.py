@@ -59,8 +59,9 @@ def collect(ids, poses: int, profile, head, max_yaw: float = 32.0, progress: boo
     return samples
 
 
-def learn(samples: list[dict], head, yaw_bins=YAW_BINS_DEG) -> tuple[LandmarkEmbedding, dict]:
-    """Per landmark (and per yaw bin for the jaw) the candidate vertex closest to dlib on average."""
+def learn(samples: list[dict], head, yaw_bins=YAW_BINS_DEG, all_by_yaw: bool = False) -> tuple[LandmarkEmbedding, dict]:
+    """Per landmark (and per yaw bin for the jaw; for every point with ``all_by_yaw``) the candidate
+    vertex closest to dlib on average."""
     base = head.landmark_ids.cpu()
     inner = _candidates(head, base, INNER_RADIUS_M)
     jaw = _candidates(head, base[:17], JAW_RADIUS_M)
@@ -83,7 +84,7 @@ def learn(samples: list[dict], head, yaw_bins=YAW_BINS_DEG) -> tuple[LandmarkEmb
         d = torch.stack(dists[k]).double()  # (S, n_k)
         orig = int((cands[k] == int(head.weld[base[k]])).nonzero()[0, 0])
         before.append(float(d[:, orig].mean()))
-        if k < 17:
+        if k < 17 or all_by_yaw:
             for b in range(len(bins)):
                 wb = w[:, b]
                 if float(wb.sum()) < 0.5:  # too few samples near this bin: keep the neighbours' choice later
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Learn which EduHead vertex is each of dlib's 68 landmarks.")
     parser.add_argument("--ids", type=int, nargs="+", default=[i for i in range(40) if i % 5 != 4])
     parser.add_argument("--poses", type=int, default=3)
+    parser.add_argument("--all-by-yaw", action="store_true", help="every point per yaw bin, not only the jaw")
     args = parser.parse_args(argv)
     from avatarme_edu.geometry.head import load_eduhead
     from avatarme_edu.profiles import get_profile
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    emb, stats = learn(samples, head)
+    emb, stats = learn(samples, head, all_by_yaw=args.all_by_yaw)
     stats["seconds"] = round(time.perf_counter() - t0, 1)
     emb.info = stats
     save_embedding(emb, "python -m avatarme_edu.fitting.landmark_calibration " + " ".join(sys.argv[1:] if argv is None

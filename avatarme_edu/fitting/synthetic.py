@@ -8,8 +8,10 @@ camera colour and tone, the light baked in) and rendered as a photo from a rando
 * **shape error** in mm: mean distance of the fitted face vertices to the true ones after a
   similarity alignment (Umeyama) over the face region, next to the same number for EduHead's mean head;
 * **landmark error** in px: fitted landmark vertices projected by the fitted camera vs the true
-  landmark vertices projected by the true camera (and vs dlib's detections, in the fit's report);
-* **pose error** in degrees: the angle between the fitted and the true camera rotation;
+  landmark vertices projected by the true camera (and vs dlib's detections, in the fit's report),
+  next to the same fit with the shape held at the mean head (``FitConfig(fit_shape=False)``: camera,
+  texture and light fitted as usual);
+* **pose error** in degrees: the angle between the fitted and the true camera rotation (both fits);
 * **texture PSNR** (dB) of the fitted UV texture against the true texture (the subject's wild
   texture at the fitted-texture size, before the noise of a real fit), over the face texels and over
   the texels seen in the photo, next to the texture model's mean texture.
@@ -25,6 +27,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,15 +169,6 @@ def check_held_out(seeds) -> list[int]:
     return seeds
 
 
-def aligned_mean_head(head, true: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``(V, 3)``: EduHead's mean head moved by the similarity that best puts its face on ``true``'s."""
-    from avatarme_edu.completion.blend import similarity_transform
-
-    mean = head.vertices().detach().double()
-    s, rot, t = similarity_transform(mean, true.double(), weights.double())
-    return (s * mean @ rot.T + t).to(true.dtype)
-
-
 def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progress: bool = False,
                  oracle_landmarks: bool = False) -> dict:
     """Fit each held-out subject's synthetic photo; per-seed numbers and their means (see module docstring).
@@ -190,7 +184,7 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
     from avatarme_edu.metrics import psnr
 
     from avatarme_edu.fitting.fit_stages import FitConfig
-    from avatarme_edu.fitting.landmarks import Face
+    from avatarme_edu.fitting.landmarks import Face, detect_face
 
     seeds = check_held_out(seeds)
     config = config or FitConfig()
@@ -206,8 +200,11 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
         t0 = time.perf_counter()
         sp = _cached_photo(int(seed), profile)
         try:
-            face = None
-            if oracle_landmarks:
+            if not oracle_landmarks:
+                with warnings.catch_warnings():  # the renders are marginal faces to dlib: no warning each
+                    warnings.simplefilter("ignore")
+                    face = detect_face(sp.photo)
+            else:
                 lo, hi = sp.landmarks.min(0).values, sp.landmarks.max(0).values
                 face = Face(box=(*lo.tolist(), *hi.tolist()), landmarks=sp.landmarks.numpy(), score=float("nan"),
                             plausibility=float("nan"), note="oracle: the true landmarks")
@@ -217,7 +214,11 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
             rows.append({"seed": int(seed), "pose_deg": [round(x, 1) for x in sp.rotation_deg], "error": str(err)})
             continue
         true_v = sp.subject.mesh.vertices.to(profile.device)
-        mean_lm = aligned_mean_head(head, true_v, weights)[head.landmark_ids]
+        # not fitting the shape: the same fit with the mean head (camera, texture and light still fitted)
+        base = fit(sp.photo, profile, texture_model=texture_model, config=replace(config, fit_shape=False),
+                   progress=False, head=head, face=face)
+        mean_lm = base.mesh.vertices[head.landmark_ids.cpu()].to(profile.device)
+        mean_lm_xy = base.crop.to_photo(base.camera.project(mean_lm)[0].cpu())
         lm_vertices = res.mesh.vertices[head.landmark_ids.cpu()].to(profile.device)
         lm_fit = res.crop.to_photo(res.camera.project(lm_vertices)[0].cpu())
         seen = res.visibility > 0.5
@@ -226,8 +227,9 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
             "shape_error_mm": round(shape_error_mm(res.mesh.vertices.to(profile.device), true_v, weights), 3),
             "shape_error_mean_head_mm": round(shape_error_mm(head.vertices(), true_v, weights), 3),
             "landmark_error_px": round(float((lm_fit - sp.landmarks.cpu()).norm(dim=-1).mean()), 3),
-            "landmark_error_mean_head_px": round(float(
-                (sp.camera.project(mean_lm)[0].cpu() - sp.landmarks.cpu()).norm(dim=-1).mean()), 3),
+            "landmark_error_mean_head_px": round(float((mean_lm_xy - sp.landmarks.cpu()).norm(dim=-1).mean()), 3),
+            "pose_error_mean_head_deg": round(rotation_error_deg(base.camera.rotation.cpu(),
+                                                                 sp.camera.rotation.cpu()), 2),
             "landmark_error_vs_dlib_px": res.report["landmark_error_px"],
             "pose_error_deg": round(rotation_error_deg(res.camera.rotation.cpu(), sp.camera.rotation.cpu()), 2),
             "texture_psnr_face_db": round(psnr(res.texture, sp.texture, face_uv), 2),
