@@ -5,13 +5,17 @@
 1. **detect**: dlib's face and 68 landmarks (:func:`avatarme_edu.fitting.landmarks.detect_face`);
    the photo is cropped around the face (:func:`~avatarme_edu.fitting.fit_stages.face_crop`).
 2. **landmarks**: camera (rotation, translation), identity and expression coefficients so that the
-   model's 68 landmark vertices project onto dlib's (weighted least squares + coefficient priors).
+   model's 68 landmarks project onto dlib's (weighted least squares + coefficient priors). Which mesh
+   point is dlib's landmark, and how much each counts, is learned
+   (:mod:`~avatarme_edu.fitting.landmark_embedding`: the jaw points slide with the yaw).
 3. **full**: everything, with the full objective of GANFIT: landmarks + photometric (the
    differentiable rendering, :mod:`~avatarme_edu.fitting.diff_render`, against the photo) +
    identity (1 - cosine of dlib's face descriptors of rendering and photo, every few steps) +
-   regularisers (identity, expression, texture latent, and the free-form offset's Laplacian).
+   regularisers (identity, expression, texture latent, and, when ``FitConfig.free_form`` is on, the
+   free-form offset's Laplacian: off by default, measured in ``results/fit.md``).
 4. **texture**: the photo is unwrapped into UV through the fitted mesh, the unseen texels come
-   from the texture model, blended with a feathered weight (:mod:`~avatarme_edu.fitting.fit_report`).
+   from the texture model, its colour pulled onto the photo's and blended with a feathered weight
+   (:mod:`~avatarme_edu.fitting.fit_report`).
 
 Bad input: :func:`avatarme_edu.maps_io.load_photo` refuses unreadable, tiny (< 64 px) and
 huge photos and converts grey, RGBA and 16-bit ones (with a warning);
