@@ -2,7 +2,8 @@
 time per stage; the cross-photo check (Obama fitted on one photo, rendered in the pose of another:
 does dlib still say "same person"? Biden's photo as the negative control); free-form offset on/off.
 
-Run: ``OMP_NUM_THREADS=2 python benchmarks/bench_fit.py [--out results.json]`` (several minutes).
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_fit.py [--out results.json]`` (a few minutes; options: the
+identity loss, ``--set FIELD=VALUE`` for other ``FitConfig`` fields).
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ def main() -> None:
     parser.add_argument("--no-offset-compare", action="store_true")
     parser.add_argument("--w-identity", type=float, default=None, help="identity-loss weight (default the fit's)")
     parser.add_argument("--identity-every", type=int, default=None, help="identity loss every N steps")
+    parser.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                        help="other FitConfig fields, e.g. --set w_landmark=0.3 (numbers)")
     args = parser.parse_args()
     profile = get_profile("cpu", device="cpu")
     head = load_eduhead()
     out = {"load_average_at_start": os.getloadavg(), "threads": torch.get_num_threads(),
-           "config": {"w_identity": args.w_identity, "identity_every": args.identity_every}, "photos": {}}
+           "config": {"w_identity": args.w_identity, "identity_every": args.identity_every, "set": args.set},
+           "photos": {}}
     fits = {}
     for name in args.names:
         for free_form in ((False, True) if not args.no_offset_compare and name != "biden_2010" else (False,)):
@@ -46,6 +50,9 @@ def main() -> None:
                 config.w_identity = args.w_identity
             if args.identity_every is not None:
                 config.identity_every = args.identity_every
+            for item in args.set:
+                key, value = item.split("=", 1)
+                setattr(config, key, type(getattr(config, key))(float(value)))
             res = fit(PHOTOS / f"{name}.jpg", profile, config=config, progress=False, head=head)
             key = f"{name} (offset)" if free_form else name
             out["photos"][key] = {**res.report, "wall_s": round(time.perf_counter() - t0, 1),
