@@ -231,7 +231,8 @@ def add_evaluate_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
     """Add ``evaluate`` to an argparse sub-parser set; the parsed args go to :func:`run_evaluate`."""
     from avatarme_edu.profiles import PROFILE_NAMES
 
-    p = subparsers.add_parser("evaluate", help="score every reflectance network and baseline on held-out subjects")
+    p = subparsers.add_parser("evaluate", help="score every reflectance network and baseline on held-out subjects "
+                                               "(--fit: the photo fit instead)")
     p.add_argument("--profile", choices=PROFILE_NAMES, default=None, help="'cpu' or 'paper' (default: automatic)")
     p.add_argument("--device", default=None, help="torch device (default: automatic)")
     p.add_argument("--seeds", type=int, nargs="+", default=[4, 9, 14, 19, 24],
@@ -240,8 +241,18 @@ def add_evaluate_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
                                                    "(default: the committed weights of the profile)")
     p.add_argument("--means-from", default=None, metavar="DATASET",
                    help="first compute the training-set means from this dataset into --weights")
-    p.add_argument("--out", default="results.json",
-                   help="results JSON; a markdown table goes next to it (.md), each seed's numbers to *_per_seed.json")
+    p.add_argument("--out", default=None,
+                   help="results JSON (default results.json, with --fit fit.json); a markdown table goes next to it "
+                        "(.md), each seed's reflectance numbers to *_per_seed.json")
+    p.add_argument("--fit", action="store_true",
+                   help="evaluate the photo fit instead: held-out subjects rendered as photos, fitted, shape / "
+                        "landmark / texture errors against the mean head and mean texture")
+    p.add_argument("--fit-steps", type=int, nargs=2, default=None, metavar=("LANDMARK", "FULL"),
+                   help="with --fit: the fit's landmark-stage and full-stage steps (default the fit's own)")
+    p.add_argument("--free-form", choices=("on", "off"), default=None,
+                   help="with --fit: the free-form offset on or off (default the fit's own)")
+    p.add_argument("--oracle-landmarks", action="store_true",
+                   help="with --fit: fit the true landmarks instead of dlib's (the fit apart from the detector)")
     p.set_defaults(func=run_evaluate)
     return p
 
@@ -254,6 +265,10 @@ def run_evaluate(args) -> int:
     from avatarme_edu.atomic import write_text
     from avatarme_edu.profiles import get_profile
 
+    if getattr(args, "fit", False):
+        from avatarme_edu.fitting.fit_eval import run_fit_evaluate
+
+        return run_fit_evaluate(args)
     profile = get_profile(args.profile, args.device)
     if args.means_from:
         if not args.weights:
@@ -261,7 +276,7 @@ def run_evaluate(args) -> int:
         save_training_means(training_means(args.means_from), Path(args.weights) / MEANS_NAME, args.means_from)
     each: dict = {}
     results = evaluate_reflectance(args.seeds, profile, args.weights, progress=True, per_seed=each)
-    out = Path(args.out)
+    out = Path(args.out or "results.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, json.dumps(results, indent=1))
     write_text(out.with_name(out.stem + "_per_seed.json"), json.dumps({str(k): v for k, v in each.items()}, indent=1))

@@ -5,13 +5,17 @@
 1. **detect**: dlib's face and 68 landmarks (:func:`avatarme_edu.fitting.landmarks.detect_face`);
    the photo is cropped around the face (:func:`~avatarme_edu.fitting.fit_stages.face_crop`).
 2. **landmarks**: camera (rotation, translation), identity and expression coefficients so that the
-   model's 68 landmark vertices project onto dlib's (weighted least squares + coefficient priors).
+   model's 68 landmarks project onto dlib's (weighted least squares + coefficient priors). Which mesh
+   point is dlib's landmark, and how much each counts, is learned
+   (:mod:`~avatarme_edu.fitting.landmark_embedding`: the jaw points slide with the yaw).
 3. **full**: everything, with the full objective of GANFIT: landmarks + photometric (the
    differentiable rendering, :mod:`~avatarme_edu.fitting.diff_render`, against the photo) +
    identity (1 - cosine of dlib's face descriptors of rendering and photo, every few steps) +
-   regularisers (identity, expression, texture latent, and the free-form offset's Laplacian).
+   regularisers (identity, expression, texture latent, and, when ``FitConfig.free_form`` is on, the
+   free-form offset's Laplacian: off by default, measured in ``results/fit.md``).
 4. **texture**: the photo is unwrapped into UV through the fitted mesh, the unseen texels come
-   from the texture model, blended with a feathered weight (:mod:`~avatarme_edu.fitting.fit_report`).
+   from the texture model, its colour pulled onto the photo's and blended with a feathered weight
+   (:mod:`~avatarme_edu.fitting.fit_report`).
 
 Bad input: :func:`avatarme_edu.maps_io.load_photo` refuses unreadable, tiny (< 64 px) and
 huge photos and converts grey, RGBA and 16-bit ones (with a warning);
@@ -31,8 +35,9 @@ from tqdm.auto import tqdm
 
 from avatarme_edu.fitting.diff_render import PinholeCamera, rasterize, render, uniform_sh, vertex_normals
 from avatarme_edu.fitting.fit_stages import (FOCAL_PER_CROP, Crop, FitConfig, FitParams, edge_list, face_crop,
-                                             initial_params, landmark_loss, laplacian, photometric_loss,
-                                             vertex_weights)
+                                             initial_params, landmark_loss, landmark_weights, laplacian,
+                                             photometric_loss, vertex_weights)
+from avatarme_edu.fitting.landmark_embedding import LandmarkEmbedding, load_embedding, yaw_deg
 from avatarme_edu.fitting.texture_model import TextureModel, default_texture_model
 from avatarme_edu.geometry.mesh import Mesh
 from avatarme_edu.profiles import Profile
@@ -50,7 +55,9 @@ class FitResult:
     ``(3, H, W)`` the texture model's decode with the fitted light baked in; ``overlay``
     ``(3, h, w)`` linear RGB, the rendering over the photo crop; ``crop``; ``camera`` (crop pixels);
     ``params`` (detached); ``history`` {loss name: list per step}; ``report`` (numbers, see
-    :func:`~avatarme_edu.fitting.fit_report.make_report`); ``times`` seconds per stage."""
+    :func:`~avatarme_edu.fitting.fit_report.make_report`); ``times`` seconds per stage; ``snapshots``
+    (with ``FitConfig.snapshot_every``) the optimisation step by step: dicts of ``stage``, ``step``,
+    ``landmarks`` ``(68, 2)`` crop pixels and, in the full stage, ``image`` ``(3, R, R)`` the rendering."""
 
     mesh: Mesh
     texture: torch.Tensor
@@ -65,6 +72,7 @@ class FitResult:
     times: dict = field(default_factory=dict)
     texture_info: dict = field(default_factory=dict)
     photo: torch.Tensor | None = field(default=None, repr=False)
+    snapshots: list = field(default_factory=list, repr=False)
 
 
 _MODELS: dict = {}
@@ -73,7 +81,7 @@ _MODELS: dict = {}
 class _Model:
     """EduHead + texture model + the fit's precomputed constants (front faces, weights, edges)."""
 
-    def __init__(self, head, texture_model: TextureModel, device):
+    def __init__(self, head, texture_model: TextureModel, device, use_embedding: bool = True):
         self.head, self.tex = head, texture_model
         centroid_z = head.canonical[head.faces].mean(1)[:, 2]
         self.faces = head.faces[centroid_z > BACK_OF_HEAD_Z].to(device)
@@ -90,11 +98,18 @@ class _Model:
         in_set[self.offset_ids] = True
         # Laplacian rows of the offset's vertices (their neighbours outside the set count as 0)
         self.edges = edges[:, in_set[edges[0]]]
-        self.lm_ids = head.landmark_ids.to(device)
-        lw = self.weld[self.lm_ids]
-        self.lm_mean = head.mean[lw]
-        self.lm_components = head.components[:, lw] * head.variances.sqrt()[:, None, None]
-        self.lm_blend = head.blendshape_offsets[:, self.lm_ids]
+        # dlib's 68 points on the mesh: learned per yaw bin (jaw) when the embedding exists, else EduHead's own
+        emb = load_embedding() if use_embedding else None
+        self.emb = (emb or LandmarkEmbedding(head.landmark_ids.cpu()[None], torch.zeros(1), {})).to(device)
+        ids = self.emb.ids  # (B, 68)
+        lw = self.weld[ids]
+        self.lm_mean = head.mean[lw]  # (B, 68, 3)
+        self.lm_components = head.components[:, lw] * head.variances.sqrt()[:, None, None, None]
+        self.lm_blend = head.blendshape_offsets[:, ids]
+
+    def landmark_points(self, values: torch.Tensor, cam: PinholeCamera) -> torch.Tensor:
+        """``(68, C)``: dlib's landmarks from per-vertex ``values`` ``(V, C)`` at the camera's yaw."""
+        return self.emb.points(values, yaw_deg(cam.rotation))
 
     def full_offset(self, p: FitParams) -> torch.Tensor:
         """``(V, 3)`` metres: the offset (mm, on welded face vertices) spread to every vertex copy."""
@@ -108,10 +123,12 @@ class _Model:
             v = v + 1e-3 * self.full_offset(p)[self.weld]  # mm -> m; seam copies agree
         return v
 
-    def landmarks(self, p: FitParams) -> torch.Tensor:
+    def landmarks(self, p: FitParams, cam: PinholeCamera) -> torch.Tensor:
         """``(68, 3)`` landmark vertices without the offset, from their rows of the model only (fast)."""
-        return (self.lm_mean + torch.einsum("k,kvc->vc", p.identity, self.lm_components)
-                + torch.einsum("b,bvc->vc", p.expression, self.lm_blend))
+        per_bin = (self.lm_mean + torch.einsum("k,kbvc->bvc", p.identity, self.lm_components)
+                   + torch.einsum("e,ebvc->bvc", p.expression, self.lm_blend))
+        w = self.emb.weights(yaw_deg(cam.rotation)).to(per_bin)
+        return torch.einsum("b,bvc->vc", w, per_bin)
 
     def offset_smoothness(self, p: FitParams) -> torch.Tensor:
         full = self.full_offset(p)
@@ -129,8 +146,11 @@ def _identity_setup(photo: torch.Tensor, landmarks: torch.Tensor, device):
 
 
 def fit(photo, profile: Profile, texture_model: TextureModel | None = None, config: FitConfig | None = None,
-        progress: bool = True, head=None) -> FitResult:
+        progress: bool = True, head=None, face=None) -> FitResult:
     """Fit the face in ``photo`` (a path, or ``(3, H, W)`` linear RGB in [0, 1]) on ``profile.device``.
+
+    ``face``: a :class:`~avatarme_edu.fitting.landmarks.Face` to fit instead of dlib's detection (the
+    synthetic check's oracle: the true landmarks, with ``FitConfig(learned_landmarks=False)``).
 
     ``texture_model``: default :func:`~avatarme_edu.fitting.texture_model.default_texture_model`
     (the GAN when trained, else PCA). ``config``: iterations and weights (:class:`FitConfig`).
@@ -152,7 +172,7 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
     photo = photo.float().cpu().clamp(0, 1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        face = detect_face(photo)
+        face = face or detect_face(photo)
     for w in caught:  # pass them on, and keep the note for the report
         warnings.warn(w.message, w.category, stacklevel=2)
     head = head or load_eduhead(device=device)
@@ -160,12 +180,16 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
     if tuple(texture_model.texture_hw) != tuple(profile.texture_hw):
         raise ValueError(f"the texture model makes {tuple(texture_model.texture_hw)} textures but "
                          f"profile.texture_hw is {tuple(profile.texture_hw)}")
-    key = (id(head), id(texture_model), str(device))
+    key = (id(head), id(texture_model), str(device), config.learned_landmarks)
     if key not in _MODELS:  # the edge list and region weights take seconds: once per head
         _MODELS.clear()
-        _MODELS[key] = _Model(head, texture_model, device)
+        _MODELS[key] = _Model(head, texture_model, device, config.learned_landmarks)
     model = _MODELS[key]
     landmarks = torch.as_tensor(face.landmarks, dtype=torch.float32)
+    per_point = model.emb.landmark_weights() if (config.learned_weights and config.learned_landmarks) else None
+    # without learned weights, EduHead's own points with the jaw at 0.1 (dlib's jaw follows the outline)
+    jaw = config.jaw_weight if per_point is not None else 0.1 * config.jaw_weight
+    lm_weights = landmark_weights(jaw, per_point).to(device)
     crop = face_crop(photo, landmarks, config.crop_px)
     size, focal = config.crop_px, FOCAL_PER_CROP * config.crop_px
     target_img, target_lm = crop.image.to(device), crop.landmarks.to(device)
@@ -173,6 +197,7 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
     params = initial_params(head, texture_model, crop, focal, uniform_sh(device=device), model.offset_ids.numel())
     times["detect"] = time.perf_counter() - t0
     history: dict[str, list] = {"stage": [], "total": [], "landmark": [], "photo": [], "identity": []}
+    snapshots: list[dict] = []
 
     def log(stage, total, lm, ph=float("nan"), ident=float("nan")):
         for k, v in (("stage", stage), ("total", total), ("landmark", lm), ("photo", ph), ("identity", ident)):
@@ -186,10 +211,10 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
     bar = tqdm(range(config.landmark_steps), desc="fit: landmarks", disable=not progress, leave=False)
     for step in bar:
         cam = params.camera(focal, size)
-        lm3 = model.landmarks(params)
-        lm_loss = landmark_loss(cam.project(lm3)[0], target_lm, face_size)
+        lm3 = model.landmarks(params, cam)
+        lm_loss = landmark_loss(cam.project(lm3)[0], target_lm, face_size, lm_weights)
         # the rotation and translation settle first; then the shape may follow
-        shape_on = step >= config.landmark_steps // 3
+        shape_on = config.fit_shape and step >= config.landmark_steps // 3
         reg = config.w_identity_coeff * (params.identity ** 2).sum() \
             + config.w_expression * (params.expression ** 2).sum()
         loss = config.w_landmark * lm_loss * 1e3 + (reg if shape_on else 0.0)
@@ -202,14 +227,17 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
         with torch.no_grad():
             params.expression.clamp_(-0.2, 1.0)
         log("landmarks", loss.item(), lm_loss.item())
+        if config.snapshot_every and step % config.snapshot_every == 0:
+            snapshots.append({"stage": "landmarks", "step": step, "landmarks": cam.project(lm3)[0].detach().cpu()})
         bar.set_postfix(landmark_px=f"{lm_loss.item() ** 0.5 * face_size:.2f}")
     times["landmarks"] = time.perf_counter() - t0
 
     # --- stage 3: the full objective ----------------------------------------------------------
     t0 = time.perf_counter()
     net, photo_desc = _identity_setup(photo, landmarks, device) if config.w_identity > 0 else (None, None)
-    names = ["rotation", "translation", "identity", "expression", "latent", "sh"]
-    names += ["offset"] if config.free_form else []
+    names = ["rotation", "translation", "latent", "sh"]
+    names += ["identity", "expression"] if config.fit_shape else []
+    names += ["offset"] if config.free_form and config.fit_shape else []
     for n in names:
         getattr(params, n).requires_grad_(True)
     opt = torch.optim.Adam(params.groups(names, config.lr))
@@ -228,7 +256,7 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
     bar = tqdm(range(config.full_steps), desc="fit: full", disable=not progress, leave=False)
     for step in bar:
         cam = params.camera(focal, size)
-        verts = model.vertices(params, config.free_form)
+        verts = model.vertices(params, config.free_form and config.fit_shape)
         if face_index is None or step % config.raster_every == 0:
             # visibility and normals change slowly: refresh them every few steps (no gradient)
             face_index = rasterize(verts, model.faces, cam)
@@ -239,20 +267,21 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
         hit = face_index >= 0
         px_weight = _pixel_weight(model, r, hit) * valid
         ph = photometric_loss(r.image, target_img, px_weight)
-        lm_loss = landmark_loss(r.xy[model.lm_ids], target_lm, face_size)
+        lm_xy = model.landmark_points(r.xy, cam)
+        lm_loss = landmark_loss(lm_xy, target_lm, face_size, lm_weights)
         loss = config.w_photo * ph + config.w_landmark * 1e3 * lm_loss
         ident = float("nan")
         if net is not None and step % config.identity_every == 0:
             from avatarme_edu.fitting.face_align import face_chip
             from avatarme_edu.fitting.identity import identity_loss
 
-            id_loss = identity_loss(net, face_chip(r.image.clamp(0, 1), r.xy[model.lm_ids]), photo_desc)
+            id_loss = identity_loss(net, face_chip(r.image.clamp(0, 1), lm_xy), photo_desc)
             loss = loss + config.w_identity * id_loss
             ident = id_loss.item()
         loss = loss + config.w_identity_coeff * (params.identity ** 2).sum() \
             + config.w_expression * (params.expression ** 2).sum() \
             + config.w_latent * texture_model.latent_prior(params.latent)
-        if config.free_form:
+        if config.free_form and config.fit_shape:
             loss = loss + config.w_offset_smooth * model.offset_smoothness(params) \
                 + config.w_offset * (params.offset ** 2).sum(-1).mean()
         opt.zero_grad()
@@ -261,6 +290,9 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
         with torch.no_grad():
             params.expression.clamp_(-0.2, 1.0)
         log("full", loss.item(), lm_loss.item(), ph.item(), ident)
+        if config.snapshot_every and (step % config.snapshot_every == 0 or step == config.full_steps - 1):
+            snapshots.append({"stage": "full", "step": step, "landmarks": lm_xy.detach().cpu(),
+                              "image": r.image.detach().clamp(0, 1).cpu()})
         bar.set_postfix(photo=f"{ph.item():.4f}", landmark_px=f"{lm_loss.item() ** 0.5 * face_size:.2f}")
     times["full"] = time.perf_counter() - t0
 
@@ -279,7 +311,7 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
     result = FitResult(mesh=Mesh(verts.cpu(), model.all_faces.cpu(), model.uvs.cpu()), texture=texture.cpu(),
                        visibility=visibility.cpu(), model_texture=baked.cpu(), overlay=overlay.cpu(), crop=crop,
                        camera=cam.detached(), params=final, history=history, times=times, photo=photo,
-                       texture_info=tex_info)
+                       texture_info=tex_info, snapshots=snapshots)
     t0 = time.perf_counter()
     result.report = make_report(result, face, model)
     times["report"] = time.perf_counter() - t0

@@ -82,7 +82,9 @@ def add_fit_parser(subparsers) -> None:
     p.add_argument("--device", default=None, help="torch device (default: $AVATARME_DEVICE or auto)")
     p.add_argument("--texture-model", choices=("auto", "gan", "pca"), default="auto",
                    help="auto: the texture GAN when its weights exist, else PCA")
-    p.add_argument("--no-free-form", action="store_true", help="no free-form per-vertex offset (PCA shape only)")
+    p.add_argument("--free-form", choices=("on", "off"), default="off",
+                   help="the Laplacian-smooth per-vertex offset beyond the PCA shape (default off: measured, "
+                        "it does not make the shape better, results/fit.md)")
     p.add_argument("--steps", type=int, default=None, help="steps of the full objective (default: the cpu budget)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_fit, command="fit")
@@ -111,7 +113,7 @@ def run_fit(args) -> int:
         tex = default_texture_model(profile)
     else:
         tex = load_texture_model(profile, args.texture_model)
-    config = FitConfig(free_form=not args.no_free_form)
+    config = FitConfig(free_form=args.free_form == "on")
     if args.steps is not None:
         config.full_steps = args.steps
     result = fit(args.photo, profile, texture_model=tex, config=config, progress=not args.quiet)

@@ -5,8 +5,12 @@ and the ``avatarme-edu fit PHOTO --out DIR`` command (:func:`add_fit_parser`, :f
 is projected into the photo and counts as *seen* when it faces the camera and is the nearest surface
 there (depth test against a z-buffer). Seen texels take the photo's colour; the others the texture
 model's, with the fitted SH light baked in and its colour matched to the photo over the seen
-texels. The photo's share is feathered (eroded, then blurred) so the two meet without a seam; the
-seam is measured as the colour gradient in the blend band over the gradient elsewhere (1 = no seam).
+texels. The two are blended in two parts: the photo's share is feathered (eroded, then blurred), and
+the model's low frequencies are first moved onto the photo's (the difference photo - model where the
+photo is sure, spread smoothly over the map: :func:`smooth_fill`), so that no step in shading or
+colour is left for the feather to smear. The seam is measured as the colour gradient in the blend band
+over the gradient elsewhere (1 = no seam); the report gives it for the hard switch, the feather alone
+and the full blend.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from avatarme_edu.geometry.mesh import Mesh
 FACING_MIN = 0.2  # cosine between normal and view below which a texel counts as unseen (grazing)
 DEPTH_TOLERANCE = 0.004  # m: a texel this far behind the z-buffer is hidden
 FEATHER_TEXELS = 2  # erosion (and blur sigma) of the photo's share, in texels
+FILL_SIGMAS = (3.0, 6.0, 12.0, 24.0)  # texels: the scales of the photo-minus-model colour correction
 
 
 def _scaled_camera(cam: PinholeCamera, factor: float) -> PinholeCamera:
@@ -39,11 +44,16 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))[0, 0]
 
 
-def seam_ratio(texture: torch.Tensor, weight: torch.Tensor) -> float:
-    """Mean colour gradient where ``0.05 < weight < 0.95`` over the mean gradient elsewhere (1 = no seam)."""
+def _gradient(texture: torch.Tensor) -> torch.Tensor:
+    """``(H-1, W-1)`` colour gradient magnitude (L1 over channels, x plus y differences)."""
     gx = (texture[:, :, 1:] - texture[:, :, :-1]).abs().sum(0)[:-1, :]
     gy = (texture[:, 1:, :] - texture[:, :-1, :]).abs().sum(0)[:, :-1]
-    g = gx + gy
+    return gx + gy
+
+
+def seam_ratio(texture: torch.Tensor, weight: torch.Tensor) -> float:
+    """Mean colour gradient where ``0.05 < weight < 0.95`` over the mean gradient elsewhere (1 = no seam)."""
+    g = _gradient(texture)
     w = weight[:-1, :-1]
     band = (w > 0.05) & (w < 0.95)
     if not bool(band.any()):
@@ -96,13 +106,51 @@ def unwrap_texture(mesh: Mesh, model_texture: torch.Tensor, sh: torch.Tensor, ca
         baked = (baked * gain.clamp(0.5, 2.0)[:, None, None]).clamp(0, 1)
     eroded = -F.max_pool2d(-share[None, None], 2 * FEATHER_TEXELS + 1, 1, FEATHER_TEXELS)[0, 0]
     weight = (_blur(eroded, FEATHER_TEXELS) * share).clamp(0, 1)
+    feather_only = weight * sampled + (1 - weight) * baked
+    # the model's low frequencies pulled onto the photo's: the difference photo - model where the photo
+    # is sure, spread smoothly over the whole map (a gradient-domain blend's effect, without a solve)
+    sure = (weight > 0.5).float()
+    baked = (baked + smooth_fill(sampled - baked, sure)).clamp(0, 1)
     texture = weight * sampled + (1 - weight) * baked
     texture = torch.where(inside[None], texture, torch.zeros_like(texture))
     hard = torch.where(seen[None], sampled, baked)
     info = {"seen_fraction": float(seen.float().sum() / inside.float().sum()),
-                                "seam_gradient_ratio": seam_ratio(texture, weight),
-                                "seam_gradient_ratio_unfeathered": seam_ratio(hard, seen.float() * 0.5)}
+            "seam_gradient_ratio": seam_ratio(texture, weight),
+            "seam_gradient_ratio_feather_only": seam_ratio(feather_only, weight),
+            # the same ratio of the two sources' own gradients mixed by the weight: what a blend that
+            # adds no edge of its own measures (the band lies where the face has more detail)
+            "seam_gradient_ratio_sources": seam_ratio_sources(sampled, baked, weight),
+            "seam_gradient_ratio_unfeathered": seam_ratio(hard, seen.float() * 0.5)}
     return texture, weight, baked, info
+
+
+def seam_ratio_sources(photo_texture: torch.Tensor, model_texture: torch.Tensor, weight: torch.Tensor) -> float:
+    """:func:`seam_ratio` of the sources' gradients mixed by ``weight`` (no blend edge): the ratio an
+    invisible seam gives on this face, since the band lies where the face has more detail."""
+    w = weight[:-1, :-1]
+    mixed = w * _gradient(photo_texture) + (1 - w) * _gradient(model_texture)
+    band = (w > 0.05) & (w < 0.95)
+    if not bool(band.any()):
+        return float("nan")
+    return float(mixed[band].mean() / mixed[~band].mean().clamp_min(1e-8))
+
+
+def smooth_fill(values: torch.Tensor, known: torch.Tensor, sigmas=FILL_SIGMAS) -> torch.Tensor:
+    """``(C, H, W)`` ``values`` known where ``known`` ``(H, W)`` is 1, spread smoothly everywhere:
+    normalised Gaussian convolutions from the widest ``sigma`` (texels) down to the finest, each
+    taking over where it has enough known texels nearby. Only the low frequencies survive (the finest
+    sigma), so adding the result to the model moves its colour, not its detail, onto the photo's."""
+    if not bool(known.any()):
+        return torch.zeros_like(values)
+    out = None
+    for sigma in sorted(sigmas, reverse=True):
+        mass = _blur(known, sigma)
+        est = torch.stack([_blur(c * known, sigma) for c in values]) / mass.clamp_min(1e-6)
+        if out is None:
+            out = (values * known).sum((1, 2), keepdim=True) / known.sum() * torch.ones_like(values)
+        trust = (mass / 0.3).clamp(0, 1)
+        out = trust * est + (1 - trust) * out
+    return out
 
 
 def overlay_rendering(mesh: Mesh, texture: torch.Tensor, cam: PinholeCamera, crop, faces: torch.Tensor,
@@ -113,6 +161,29 @@ def overlay_rendering(mesh: Mesh, texture: torch.Tensor, cam: PinholeCamera, cro
     r = render(mesh.vertices, faces, mesh.uvs, texture, uniform_sh(device=texture.device), big,
                background=bg, weld=weld)
     return r.image.clamp(0, 1)
+
+
+def render_views(mesh: Mesh, texture: torch.Tensor, yaws_deg=(-45.0, 0.0, 45.0), size: int = 256,
+                 faces: torch.Tensor | None = None, weld: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """The fitted head from new views: ``(3, size, size)`` linear RGB per yaw (degrees, 0 = frontal),
+    the texture as lit in the photo (its light is baked in), grey background, the head filling ~80%."""
+    from avatarme_edu.fitting.diff_render import FRONT_VIEW, rotation_matrix
+
+    v = mesh.vertices
+    centre = (v.amax(0) + v.amin(0)) / 2
+    extent = float((v.amax(0) - v.amin(0))[:2].max())
+    focal = 4.0 * size
+    depth = focal * extent / (0.8 * size)
+    out = []
+    for yaw in yaws_deg:
+        rot = rotation_matrix(torch.tensor([0.0, math.radians(-yaw), 0.0], device=v.device)) @ FRONT_VIEW.to(v)
+        cam = PinholeCamera(rot, -rot @ centre + v.new_tensor([0.0, 0.0, depth]), focal, (size / 2, size / 2),
+                            (size, size))
+        bg = torch.full((3, size, size), 0.18, device=v.device)
+        r = render(v, mesh.faces if faces is None else faces, mesh.uvs, texture, uniform_sh(device=v.device), cam,
+                   background=bg, weld=weld)
+        out.append(r.image.clamp(0, 1).cpu())
+    return out
 
 
 def _srgb_uint8(image: torch.Tensor):
@@ -157,7 +228,8 @@ def make_report(result, face, model) -> dict:
     cam, crop = result.camera, result.crop
     with torch.no_grad():
         verts = result.mesh.vertices.to(cam.rotation.device)
-        lm_xy = crop.to_photo(cam.project(verts[model.lm_ids])[0].cpu())
+        lm3 = model.landmark_points(verts, cam)
+        lm_xy = crop.to_photo(cam.project(lm3)[0].cpu())
         detected = torch.as_tensor(face.landmarks, dtype=torch.float32)
         err = (lm_xy - detected).norm(dim=-1)
         iod = float((detected[36:42].mean(0) - detected[42:48].mean(0)).norm())
@@ -167,7 +239,7 @@ def make_report(result, face, model) -> dict:
         skin = (r.face_index >= 0) & crop.valid.to(verts.device)
         photo_err = (r.image - crop.image.to(verts.device)).abs().mean(0)[skin].mean()
     big = _scaled_camera(cam, 2.0)
-    lm_big = (cam.project(verts[model.lm_ids])[0] * 2.0).cpu()
+    lm_big = (cam.project(lm3)[0] * 2.0).cpu()
     photo_big = F.interpolate(crop.image[None], size=big.hw, mode="bilinear", align_corners=False)[0]
     model_big = F.interpolate(r.image.clamp(0, 1)[None].cpu(), size=big.hw, mode="bilinear", align_corners=False)[0]
     crop_lms = (detected - torch.tensor(crop.origin)) / crop.scale * 2.0

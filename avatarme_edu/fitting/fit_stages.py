@@ -23,8 +23,6 @@ from avatarme_edu.fitting.diff_render import FRONT_VIEW, PinholeCamera, rotation
 
 FOCAL_PER_CROP = 3.5  # focal length in crop widths
 CROP_MARGIN = 1.9  # crop side = this x the landmarks' larger extent (room for forehead and chin)
-# landmark weights: the jaw line (0-16) follows the silhouette, which dlib places less reliably
-LANDMARK_WEIGHTS = torch.tensor([0.1] * 17 + [1.0] * 51)
 
 
 @dataclass
@@ -35,13 +33,20 @@ class FitConfig:
     landmark_steps: int = 100
     full_steps: int = 60
     raster_every: int = 5  # re-rasterise the visibility buffer every this many steps
+    snapshot_every: int = 0  # keep the landmarks (and rendering) every this many steps (0: none)
     identity_every: int = 10  # identity loss every this many steps (dlib's net + gradient: ~1-2 s on 2 cores)
-    free_form: bool = True  # the Laplacian-smooth per-vertex offset (face region)
+    fit_shape: bool = True  # False: identity and expression stay at the mean head (the evaluation's baseline)
+    free_form: bool = False  # the Laplacian-smooth per-vertex offset (face region); measured: no better shape
+    learned_landmarks: bool = True  # dlib's points from the learned embedding (landmark_embedding.py)
+    jaw_weight: float = 1.0  # extra factor on the 17 jaw points' landmark weights (1: the learned weights alone)
+    learned_weights: bool = True  # landmark weights 1 / sigma^2 of dlib's scatter (landmark_embedding.py)
     w_landmark: float = 1.0
     w_photo: float = 4.0
     w_identity: float = 0.3
-    w_identity_coeff: float = 2e-2
-    w_expression: float = 1e-2
+    # shape priors, measured on held-out synthetic subjects (results/fit.md): weaker ones let dlib's
+    # landmark errors bend the shape (expression most: the subjects are neutral, dlib's mouth is not)
+    w_identity_coeff: float = 0.2
+    w_expression: float = 1.0
     w_latent: float = 2e-3
     w_offset_smooth: float = 2.0
     w_offset: float = 0.02
@@ -131,10 +136,19 @@ def initial_params(head, texture_model, crop: Crop, focal: float, sh: torch.Tens
         offset=torch.zeros(n_offset, 3, device=dev))
 
 
-def landmark_loss(projected: torch.Tensor, target: torch.Tensor, face_size: float) -> torch.Tensor:
-    """Weighted mean squared landmark distance, in units of the face's size (scale-free)."""
+def landmark_weights(jaw_weight: float, per_point: torch.Tensor | None = None) -> torch.Tensor:
+    """``(68,)``: ``per_point`` (default all 1) with the 17 jaw points' multiplied by ``jaw_weight``."""
+    wts = torch.ones(68) if per_point is None else per_point.detach().float().cpu().clone()
+    wts[:17] *= jaw_weight
+    return wts
+
+
+def landmark_loss(projected: torch.Tensor, target: torch.Tensor, face_size: float,
+                  weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Weighted mean squared landmark distance ``(68, 2)`` vs ``(68, 2)``, in units of the face's size
+    (scale-free); ``weights`` ``(68,)`` default :func:`landmark_weights` ``(0.1)``."""
     d2 = ((projected - target) ** 2).sum(-1) / face_size ** 2
-    wts = LANDMARK_WEIGHTS.to(d2)
+    wts = (landmark_weights(0.1) if weights is None else weights).to(d2)
     return (wts * d2).sum() / wts.sum()
 
 

@@ -188,6 +188,33 @@ def _iou(a: tuple, b: tuple) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _candidates(rgb: np.ndarray):
+    """Every box of the detector: ``[(plausibility, score, box in photo pixels, dlib shape on the working
+    image)]``, most plausible first, and the working image's scale and border."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < 16:
+        raise FaceNotFoundError(f"the photo is only {w}x{h} pixels; a face needs at least ~40x40")
+    d = _Dlib.get()
+    work, scale, border = _working_image(rgb)
+    rects, scores, _ = d.detector.run(work, 1, DETECT_THRESHOLD)
+    candidates = []
+    for r, s in zip(rects, scores):
+        shape = d.predictor(work, r)
+        box = tuple(float((v - border) / scale) for v in (r.left(), r.top(), r.right() + 1, r.bottom() + 1))
+        candidates.append((s + _redetection_score(d, work, shape), s, box, shape))
+    candidates.sort(key=lambda c: c[0], reverse=True)
+    return candidates, scale, border
+
+
+def face_candidates(image) -> list[dict]:
+    """Every box dlib's detector returns (threshold :data:`DETECT_THRESHOLD`), false alarms included:
+    ``[{"box", "score", "plausibility", "face": plausibility >= MIN_PLAUSIBILITY}]``, most plausible
+    first - what :func:`detect_faces` chooses from, for showing the choice."""
+    candidates, _, _ = _candidates(as_uint8_rgb(image))
+    return [{"box": box, "score": float(s), "plausibility": float(pl), "face": pl >= MIN_PLAUSIBILITY}
+            for pl, s, box, _ in candidates]
+
+
 def detect_faces(image) -> list[Face]:
     """Every plausible face in the photo, largest first (see the module docstring for the checks).
 
@@ -196,18 +223,8 @@ def detect_faces(image) -> list[Face]:
     "low confidence" note. Returns an empty list when there is no plausible face.
     """
     rgb = as_uint8_rgb(image)
-    h, w = rgb.shape[:2]
-    if min(h, w) < 16:
-        raise FaceNotFoundError(f"the photo is only {w}x{h} pixels; a face needs at least ~40x40")
     d = _Dlib.get()
-    work, scale, border = _working_image(rgb)
-    rects, scores, _ = d.detector.run(work, 1, DETECT_THRESHOLD)
-    candidates = []  # (plausibility, score, box in photo pixels, dlib shape on the working image)
-    for r, s in zip(rects, scores):
-        shape = d.predictor(work, r)
-        box = tuple(float((v - border) / scale) for v in (r.left(), r.top(), r.right() + 1, r.bottom() + 1))
-        candidates.append((s + _redetection_score(d, work, shape), s, box, shape))
-    candidates.sort(key=lambda c: c[0], reverse=True)
+    candidates, scale, border = _candidates(rgb)
     kept = []
     for c in candidates:  # the detector's sub-filters can box one face twice: keep the more plausible
         if c[0] >= MIN_PLAUSIBILITY and all(_iou(c[2], k[2]) < 0.5 for k in kept):
@@ -227,6 +244,26 @@ def detect_faces(image) -> list[Face]:
         faces.append(Face(box=box, landmarks=pts, score=float(s), plausibility=float(plaus), note=note))
     faces.sort(key=lambda f: f.area, reverse=True)
     return faces
+
+
+def face_near(image, box: tuple, threshold: float = -1.0) -> Face | None:
+    """The detector's box (at a low ``threshold``, no plausibility check) overlapping ``box`` (x0, y0,
+    x1, y1) best, with its landmarks; None when no box overlaps it (IoU 0.3). For photos whose face is
+    known (renders of virtual subjects, :mod:`~avatarme_edu.fitting.landmark_embedding`): there the
+    check against false alarms is the known box, and dlib's marginal detections still count."""
+    rgb = as_uint8_rgb(image)
+    d = _Dlib.get()
+    work, scale, border = _working_image(rgb)
+    rects, scores, _ = d.detector.run(work, 1, threshold)
+    best = None
+    for r, sc in zip(rects, scores):
+        b = tuple(float((v - border) / scale) for v in (r.left(), r.top(), r.right() + 1, r.bottom() + 1))
+        if _iou(b, box) >= 0.3 and (best is None or sc > best[1]):
+            best = (r, sc, b)
+    if best is None:
+        return None
+    pts = (np.array([[p.x, p.y] for p in d.predictor(work, best[0]).parts()], np.float32) - border) / scale
+    return Face(box=best[2], landmarks=pts, score=float(best[1]), plausibility=float("nan"), note="")
 
 
 def detect_face(image) -> Face:

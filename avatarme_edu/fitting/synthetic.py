@@ -8,8 +8,10 @@ camera colour and tone, the light baked in) and rendered as a photo from a rando
 * **shape error** in mm: mean distance of the fitted face vertices to the true ones after a
   similarity alignment (Umeyama) over the face region, next to the same number for EduHead's mean head;
 * **landmark error** in px: fitted landmark vertices projected by the fitted camera vs the true
-  landmark vertices projected by the true camera (and vs dlib's detections, in the fit's report);
-* **pose error** in degrees: the angle between the fitted and the true camera rotation;
+  landmark vertices projected by the true camera (and vs dlib's detections, in the fit's report),
+  next to the same fit with the shape held at the mean head (``FitConfig(fit_shape=False)``: camera,
+  texture and light fitted as usual);
+* **pose error** in degrees: the angle between the fitted and the true camera rotation (both fits);
 * **texture PSNR** (dB) of the fitted UV texture against the true texture (the subject's wild
   texture at the fitted-texture size, before the noise of a real fit), over the face texels and over
   the texels seen in the photo, next to the texture model's mean texture.
@@ -25,6 +27,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,15 +60,24 @@ class SyntheticPhoto:
 def synthetic_photo(seed: int, profile: Profile, pose_seed: int | None = None, hw=PHOTO_HW,
                     max_yaw: float = 25.0, head=None) -> SyntheticPhoto:
     """Render held-out subject ``seed`` as a photo (random pose from ``pose_seed``, default ``seed``)."""
-    from avatarme_edu.lightstage.dataset import is_held_out, wild_generator
-    from avatarme_edu.lightstage.subjects import make_subject
-    from avatarme_edu.lightstage.wild import wild_texture
+    from avatarme_edu.lightstage.dataset import is_held_out
 
     if not is_held_out(seed):
         raise ValueError(f"subject {seed} is a training identity; the synthetic check uses held-out ids (id % 5 == 4)")
+    return subject_photo(seed, profile, seed if pose_seed is None else pose_seed, hw, max_yaw, head)
+
+
+def subject_photo(seed: int, profile: Profile, pose_seed: int, hw=PHOTO_HW, max_yaw: float = 25.0,
+                  head=None) -> SyntheticPhoto:
+    """Subject ``seed`` (any split: the caller answers for it) in its wild texture, as a photo from the
+    random pose ``pose_seed`` (pitch within 10, yaw within ``max_yaw``, roll within 6 degrees)."""
+    from avatarme_edu.lightstage.dataset import wild_generator
+    from avatarme_edu.lightstage.subjects import make_subject
+    from avatarme_edu.lightstage.wild import wild_texture
+
     subject = make_subject(seed, profile, head=head)
     wild = wild_texture(subject, profile, wild_generator(seed, 0))
-    g = torch.Generator().manual_seed(1000 + (seed if pose_seed is None else pose_seed))
+    g = torch.Generator().manual_seed(1000 + pose_seed)
     u = torch.rand(3, generator=g, dtype=torch.float64) * 2 - 1
     pitch, yaw, roll = 10.0 * float(u[0]), max_yaw * float(u[1]), 6.0 * float(u[2])
     mesh = subject.mesh
@@ -141,12 +153,43 @@ def face_texels(profile: Profile, head=None) -> torch.Tensor:
     return (interpolate(frags, face_vertex_weights(head)[:, None], head.faces)[0] > 0.5) & frags.mask
 
 
-def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progress: bool = False) -> dict:
-    """Fit each held-out subject's synthetic photo; per-seed numbers and their means (see module docstring)."""
+def check_held_out(seeds) -> list[int]:
+    """The seeds as ints; a training identity (or a non-identity) raises one clear ``ValueError``."""
+    from avatarme_edu.lightstage.dataset import is_held_out
+
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("give at least one held-out seed")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ValueError(f"seeds must be identity numbers (ints >= 0), got {s!r}")
+        if not is_held_out(s):
+            raise ValueError(f"seed {s} is a training identity; the fit is evaluated on held-out identities only "
+                             f"(those with seed % 5 == 4, e.g. {s - s % 5 + 4})")
+    return seeds
+
+
+def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progress: bool = False,
+                 oracle_landmarks: bool = False) -> dict:
+    """Fit each held-out subject's synthetic photo; per-seed numbers and their means (see module docstring).
+
+    A seed whose photo dlib finds no face in is kept as a row with its ``error`` and left out of the means.
+    ``oracle_landmarks``: fit the true landmarks (EduHead's landmark vertices through the true camera)
+    instead of dlib's - what the fit makes of perfect landmarks, apart from the detector's errors."""
+    from dataclasses import replace
+
     from avatarme_edu.fitting.fit import fit
+    from avatarme_edu.fitting.landmarks import FaceNotFoundError
     from avatarme_edu.fitting.texture_model import default_texture_model
     from avatarme_edu.metrics import psnr
 
+    from avatarme_edu.fitting.fit_stages import FitConfig
+    from avatarme_edu.fitting.landmarks import Face, detect_face
+
+    seeds = check_held_out(seeds)
+    config = config or FitConfig()
+    if oracle_landmarks:
+        config = replace(config, learned_landmarks=False)
     head = _head().to(profile.device)
     texture_model = texture_model or default_texture_model(profile)
     weights = face_vertex_weights(head).to(profile.device)
@@ -156,8 +199,26 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
     for seed in seeds:
         t0 = time.perf_counter()
         sp = _cached_photo(int(seed), profile)
-        res = fit(sp.photo, profile, texture_model=texture_model, config=config, progress=progress, head=head)
+        try:
+            if not oracle_landmarks:
+                with warnings.catch_warnings():  # the renders are marginal faces to dlib: no warning each
+                    warnings.simplefilter("ignore")
+                    face = detect_face(sp.photo)
+            else:
+                lo, hi = sp.landmarks.min(0).values, sp.landmarks.max(0).values
+                face = Face(box=(*lo.tolist(), *hi.tolist()), landmarks=sp.landmarks.numpy(), score=float("nan"),
+                            plausibility=float("nan"), note="oracle: the true landmarks")
+            res = fit(sp.photo, profile, texture_model=texture_model, config=config, progress=progress, head=head,
+                      face=face)
+        except FaceNotFoundError as err:
+            rows.append({"seed": int(seed), "pose_deg": [round(x, 1) for x in sp.rotation_deg], "error": str(err)})
+            continue
         true_v = sp.subject.mesh.vertices.to(profile.device)
+        # not fitting the shape: the same fit with the mean head (camera, texture and light still fitted)
+        base = fit(sp.photo, profile, texture_model=texture_model, config=replace(config, fit_shape=False),
+                   progress=False, head=head, face=face)
+        mean_lm = base.mesh.vertices[head.landmark_ids.cpu()].to(profile.device)
+        mean_lm_xy = base.crop.to_photo(base.camera.project(mean_lm)[0].cpu())
         lm_vertices = res.mesh.vertices[head.landmark_ids.cpu()].to(profile.device)
         lm_fit = res.crop.to_photo(res.camera.project(lm_vertices)[0].cpu())
         seen = res.visibility > 0.5
@@ -166,6 +227,9 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
             "shape_error_mm": round(shape_error_mm(res.mesh.vertices.to(profile.device), true_v, weights), 3),
             "shape_error_mean_head_mm": round(shape_error_mm(head.vertices(), true_v, weights), 3),
             "landmark_error_px": round(float((lm_fit - sp.landmarks.cpu()).norm(dim=-1).mean()), 3),
+            "landmark_error_mean_head_px": round(float((mean_lm_xy - sp.landmarks.cpu()).norm(dim=-1).mean()), 3),
+            "pose_error_mean_head_deg": round(rotation_error_deg(base.camera.rotation.cpu(),
+                                                                 sp.camera.rotation.cpu()), 2),
             "landmark_error_vs_dlib_px": res.report["landmark_error_px"],
             "pose_error_deg": round(rotation_error_deg(res.camera.rotation.cpu(), sp.camera.rotation.cpu()), 2),
             "texture_psnr_face_db": round(psnr(res.texture, sp.texture, face_uv), 2),
@@ -178,11 +242,13 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
         })
         if progress:
             print(json.dumps(rows[-1]), flush=True)
-    keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float)) and k != "seed"] if rows else []
-    mean = {k: round(sum(r[k] for r in rows if r[k] is not None) / max(1, sum(r[k] is not None for r in rows)), 3)
+    done = [r for r in rows if "error" not in r]
+    keys = [k for k in done[0] if isinstance(done[0][k], (int, float)) and k != "seed"] if done else []
+    mean = {k: round(sum(r[k] for r in done if r[k] is not None) / max(1, sum(r[k] is not None for r in done)), 3)
             for k in keys}
     return {"profile": profile.name, "texture_model": type(texture_model).__name__, "seeds": [int(s) for s in seeds],
-            "per_seed": rows, "mean": mean}
+            "landmarks": "oracle (true)" if oracle_landmarks else "dlib",
+            "fitted": len(done), "failed": len(rows) - len(done), "per_seed": rows, "mean": mean}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,14 +257,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[4, 9, 14])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--no-free-form", action="store_true")
+    parser.add_argument("--free-form", choices=("on", "off"), default="off")
+    parser.add_argument("--oracle-landmarks", action="store_true")
     parser.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = parser.parse_args(argv)
     from avatarme_edu.fitting.fit_stages import FitConfig
 
     try:
         profile = get_profile(args.profile, args.device)
-        result = evaluate_fit(args.seeds, profile, FitConfig(free_form=not args.no_free_form), progress=True)
+        result = evaluate_fit(args.seeds, profile, FitConfig(free_form=args.free_form == "on"), progress=True,
+                              oracle_landmarks=args.oracle_landmarks)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
