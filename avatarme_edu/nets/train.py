@@ -303,8 +303,10 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
         return (add_priors(task, b, means)
                 for b in patch_loader(data, "train", profile, batch_size, keys=task.keys, seed=seed))
 
-    val_batch = add_priors(task, held_out_batch(data, task, profile, val_patches, seed=12345), means)
-    val = validator(task, val_batch, out) if val_every > 0 else None
+    val = None
+    if val_every > 0:
+        val_batch = add_priors(task, held_out_batch(data, task, profile, val_patches, seed=12345), means)
+        val = validator(task, val_batch, out)
     info = {"data": str(data), "batch_size": batch_size, "machine": machine_description(profile),
             "train_identities": train_set.identities, **(info or {})}
     return train(task, profile, make_batches, out, steps, seed=seed, lr=lr, resume=resume,
