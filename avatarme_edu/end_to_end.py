@@ -326,7 +326,7 @@ def run_end_to_end(args) -> int:
     from avatarme_edu.profiles import get_profile
 
     profile = get_profile(args.profile, args.device)
-    out = Path(args.out if args.out != "results.json" else "results/end_to_end.json")
+    out = Path(args.out if args.out not in (None, "results.json") else "results/end_to_end.json")
     check_writable(out.parent)
     config = FitConfig()
     if getattr(args, "steps", None) is not None:
