@@ -100,13 +100,15 @@ def atomic_dir(folder: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``folder``, renamed to ``folder`` once the block finishes.
 
     ``folder`` must not exist (a finished folder is never overwritten): it either does not exist or is
-    complete. On any exception the temporary folder is removed.
+    complete. Missing parent folders are created (``--out outputs/astronaut`` on a fresh checkout). On
+    any exception the temporary folder is removed.
     """
     folder = Path(folder)
     if folder.exists():
         raise FileExistsError(errno.EEXIST, "already exists; a finished folder is never overwritten", str(folder))
     tmp = _temporary_name(folder, "-")
     try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
         os.mkdir(tmp, 0o700)
         yield tmp
         for f in tmp.rglob("*"):  # mkdtemp is private; the finished folder is ordinary

@@ -119,3 +119,11 @@ def test_a_read_only_folder_is_refused_before_work(tiny_disk):
 
     with pytest.raises(OSError, match="cannot write there"):
         make_dataset(1, 0, get_profile("cpu", "cpu"), tiny_disk / "ls", progress=False)
+
+
+def test_atomic_dir_creates_missing_parents(tmp_path):
+    # `make demo` on a fresh checkout writes outputs/astronaut before outputs/ exists
+    with atomic.atomic_dir(tmp_path / "outputs" / "astronaut") as tmp:
+        (tmp / "a.txt").write_text("x")
+    assert (tmp_path / "outputs" / "astronaut" / "a.txt").read_text() == "x"
+    assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["astronaut"]
