@@ -52,7 +52,7 @@ ENCODINGS = ("as_is", "signed", "gray_signed", "gray_detail")
 #: ``gray_detail``: the grey map's high-pass (minus its Gaussian blur of :data:`DETAIL_SIGMA` texels),
 #: divided by :data:`DETAIL_STD`, the high-pass's spread on the cpu training patches (about 0.05 in the
 #: ``2x - 1`` encoding), so the pore and wrinkle trace reaches the network at unit size rather than as a
-#: ripple of a few hundredths on the albedo's much larger level (see ``results/reflectance.md``).
+#: ripple of a few hundredths on the albedo's much larger level (see ``results/reflectance_training.md``).
 DETAIL_SIGMA = 2.0
 DETAIL_STD = 0.05
 
