@@ -117,6 +117,13 @@ def sample_skin_params(generator: torch.Generator | int) -> SkinParams:
     Melanin is the type's value times a log-normal spread (so tones overlap between types); hair is
     darker for darker skin; freckles mostly on light skin; about 45 % of subjects get a beard
     shadow and about 25 % are bald. Same generator state, same subject.
+
+    Oiliness (the specular strength) follows what the diffuse albedo shows, as sebum output does on
+    real skin: it rises with pore size (Roh et al. 2006, sebum output and facial pore size), falls
+    with age (Pochi et al. 1979) and is higher on men (here: subjects with a beard shadow); a small
+    part (about 5 % of its variance) is left to chance. Drawn independently of everything else, it
+    could not be inferred from A_D at all, and AvatarMe's specular-albedo network ψ(A_D) would
+    have nothing to learn but the mean map.
     """
     g = noise.as_generator(generator)
     u = torch.rand(16, generator=g, device=g.device).double().cpu().tolist()
@@ -129,6 +136,9 @@ def sample_skin_params(generator: torch.Generator | int) -> SkinParams:
         return float(min(hi, max(lo, x)))
 
     light = 1.0 - tone
+    age, bearded = 18 + 62 * u[12], u[6] < 0.45
+    # sebum: + pore size (n[2] is its log, standardised), - age (-1 at 18 .. +1 at 80), + men, + chance
+    oiliness = 0.5 + 0.2 * n[2] - 0.2 * (age - 49) / 31 + (0.1 if bearded else -0.1) + 0.2 * (u[13] - 0.5)
     return SkinParams(
         melanin=clip("melanin", FITZPATRICK_MELANIN[fitz] * math.exp(0.2 * n[0])),
         haemoglobin=clip("haemoglobin", 0.02 * math.exp(0.35 * n[1])),
@@ -136,12 +146,12 @@ def sample_skin_params(generator: torch.Generator | int) -> SkinParams:
         cheek_flush=clip("cheek_flush", u[2] * (0.4 + 0.6 * light)),
         freckles=clip("freckles", (u[3] ** 2) * light**2 if u[4] < 0.5 * light + 0.1 else 0.0),
         moles=int(u[5] * 9),
-        beard=clip("beard", 0.25 + 0.75 * u[7] if u[6] < 0.45 else 0.0),
+        beard=clip("beard", 0.25 + 0.75 * u[7] if bearded else 0.0),
         hair_melanin=clip("hair_melanin", 0.2 + 0.8 * tone + 0.35 * (u[8] - 0.5) * light),
         hair_redness=clip("hair_redness", (u[9] ** 3) * light),
         scalp_hair=clip("scalp_hair", 0.0 if u[10] < 0.25 else 0.6 + 0.4 * u[11]),
-        age=clip("age", 18 + 62 * u[12]),
-        oiliness=clip("oiliness", u[13]),
+        age=clip("age", age),
+        oiliness=clip("oiliness", oiliness),
         pore_size=clip("pore_size", math.exp(0.25 * n[2])),
         pore_density=clip("pore_density", 1.0 + 0.2 * n[3]),
     )

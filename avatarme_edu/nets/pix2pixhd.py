@@ -46,6 +46,15 @@ pix2pixHD's learning rate moves the answer by more than the whole detail, and th
 around the shape normals instead of learning them (the first committed cpu weights had to use a 10x
 smaller learning rate, and learned 0.6 % in 4 minutes).
 
+**Global branch** (``global_branch=True``, specular albedo and de-lighting on the cpu profile): instance
+norm removes every feature map's mean and spread over the window, so the decoder cannot make its
+answer brighter or darker as a whole according to what the window shows - yet that is the question for
+ψ (how oily is this face? the whole map is higher or lower, and the clue is spread over the window:
+age, pores, beard) and for δ (how strong and what colour was the light?). A small encoder *without*
+normalisation (3x3 conv, two 4x4 stride-4 convs, ReLUs) is averaged over the window and a linear layer
+turns it into one offset per output channel, added to the refinement (a log-gain per channel for the
+multiplicative residual: an exposure and white balance). Zero at the start, like the residual output.
+
 **Discriminator** ``D``: ``n_discriminators`` PatchGANs (3 stride-2/1 4x4 conv layers, ndf 64, leaky
 ReLU 0.2) that see the (input, output) pair at full, 1/2, 1/4... resolution; each returns its
 intermediate features too, for the feature-matching loss (:mod:`avatarme_edu.nets.losses`).
@@ -90,7 +99,7 @@ class GlobalGenerator(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, ngf: int = 64, n_down: int = 4, n_blocks: int = 9,
                  output: str = "unit_interval", residual: int | None = None, shortcut: bool = False,
-                 residual_scale: float = 1.0, residual_mode: str = "add"):
+                 residual_scale: float = 1.0, residual_mode: str = "add", global_branch: bool = False):
         super().__init__()
         if residual_mode not in RESIDUAL_MODES:
             raise ValueError(f"unknown residual_mode {residual_mode!r}; valid modes are: {', '.join(RESIDUAL_MODES)}")
@@ -111,6 +120,8 @@ class GlobalGenerator(nn.Module):
             self.config["residual_scale"] = float(residual_scale)
         if residual_mode != "add":
             self.config["residual_mode"] = residual_mode
+        if global_branch:
+            self.config["global_branch"] = True
         self.residual_mode = residual_mode
         self.output, self.multiple, self.residual = output, 2 ** n_down, residual
         self.residual_scale = float(residual_scale)
@@ -137,6 +148,16 @@ class GlobalGenerator(nn.Module):
             self.shortcut = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, out_channels, 7))
             nn.init.zeros_(self.shortcut[1].weight)
             nn.init.zeros_(self.shortcut[1].bias)
+        # one offset per output channel from un-normalised features pooled over the window (docstring)
+        self.global_branch = None
+        if global_branch:
+            self.global_branch = nn.Sequential(
+                nn.Conv2d(in_channels, ngf, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(ngf, 2 * ngf, 4, stride=4), nn.ReLU(inplace=True),
+                nn.Conv2d(2 * ngf, 2 * ngf, 4, stride=4), nn.ReLU(inplace=True),
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * ngf, out_channels))
+            nn.init.zeros_(self.global_branch[-1].weight)
+            nn.init.zeros_(self.global_branch[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -146,6 +167,8 @@ class GlobalGenerator(nn.Module):
         y = self.model(x)[..., :h, :w]
         if self.shortcut is not None:
             y = y + self.shortcut(x)[..., :h, :w]
+        if self.global_branch is not None:
+            y = y + self.global_branch(x)[:, :, None, None]
         if self.residual is not None:
             y = y * self.residual_scale
             base = x[:, self.residual:self.residual + y.shape[1], :h, :w]
@@ -211,10 +234,10 @@ class MultiscaleDiscriminator(nn.Module):
 def generator_from_profile(profile: Profile, in_channels: int, out_channels: int,
                            output: str = "unit_interval", residual: int | None = None,
                            shortcut: bool = False, residual_scale: float = 1.0,
-                           residual_mode: str = "add") -> GlobalGenerator:
+                           residual_mode: str = "add", global_branch: bool = False) -> GlobalGenerator:
     """The profile's global generator (``gen_ngf``, ``gen_downsample``, ``gen_blocks``)."""
     return GlobalGenerator(in_channels, out_channels, profile.gen_ngf, profile.gen_downsample, profile.gen_blocks,
-                           output, residual, shortcut, residual_scale, residual_mode)
+                           output, residual, shortcut, residual_scale, residual_mode, global_branch)
 
 
 def discriminator_from_profile(profile: Profile, in_channels: int, ndf: int | None = None) -> MultiscaleDiscriminator:

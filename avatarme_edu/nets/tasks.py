@@ -74,6 +74,7 @@ class Task:
     shortcut: bool = False  # the generator's full-resolution input-to-output path (pix2pixhd.py)
     residual_scale: float = 1.0  # the refinement's unit (pix2pixhd.py): about the size of what it adds
     residual_mode: str = "add"  # "multiply": a log-ratio on the input map (de-lighting, pix2pixhd.py)
+    global_branch: bool = False  # a per-window offset from un-normalised pooled features (pix2pixhd.py)
 
     @property
     def residual_channel(self) -> int | None:
@@ -116,14 +117,15 @@ PRIOR_KEYS = {"specular_albedo_prior": "specular_albedo_map"}
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("sr", "rcan", (("texture_low", "as_is"),), "texture", 3, "linear", "T -> T̂ (RCAN)"),
     Task("delight", "generator", (("texture", "signed"), ("depth", "signed")), "diffuse_albedo", 3,
-         paper="δ(T̂, D_O) -> A_D", residual="texture", residual_mode="multiply"),
+         paper="δ(T̂, D_O) -> A_D", residual="texture", residual_mode="multiply", global_branch=True),
     Task("delight_no_shape", "generator", (("texture", "signed"),), "diffuse_albedo", 3, paper="δ(T̂) -> A_D",
-         residual="texture", residual_mode="multiply"),
+         residual="texture", residual_mode="multiply", global_branch=True),
     Task("delight_normals_input", "generator", (("texture", "signed"), ("normals_object", "as_is")),
-         "diffuse_albedo", 3, paper="δ(T̂, N_O) -> A_D", residual="texture", residual_mode="multiply"),
+         "diffuse_albedo", 3, paper="δ(T̂, N_O) -> A_D", residual="texture", residual_mode="multiply",
+         global_branch=True),
     Task("specular_albedo", "generator", (("diffuse_albedo", "signed"), ("specular_albedo_prior", "signed")),
          "specular_albedo", 1, paper="ψ(A_D) -> A_S, refining the training set's mean map",
-         residual="specular_albedo_prior"),
+         residual="specular_albedo_prior", global_branch=True),
     Task("specular_normals", "generator", (("diffuse_albedo", "gray_signed"), ("diffuse_albedo", "gray_detail"),
                                                              ("normals_tangent", "as_is")),
          "specular_normals", 3, "unit_vectors", "ρ(gray(A_D), N_T) -> N_S", residual="normals_tangent",
@@ -270,4 +272,4 @@ def build_network(task: Task, profile: Profile) -> nn.Module:
     if task.network == "rcan":
         return rcan_from_profile(profile, task.in_channels, task.out_channels)
     return generator_from_profile(profile, task.in_channels, task.out_channels, task.output, task.residual_channel,
-                                  task.shortcut, task.residual_scale, task.residual_mode)
+                                  task.shortcut, task.residual_scale, task.residual_mode, task.global_branch)

@@ -101,3 +101,34 @@ def test_a_residual_generator_starts_as_its_input_map_and_can_move_away(output, 
     last = g.shortcut[1].weight.grad if shortcut else g.model[-1].weight.grad
     assert last.abs().sum() > 0
     assert g.config.get("shortcut", False) is shortcut and g.config["residual"] == 1
+
+
+def test_the_global_branch_learns_a_per_window_offset_that_instance_norm_hides():
+    """Target: the input map raised by the window's own contrast (as a face's oiliness raises its
+    whole specular map, with the clue spread over the window). Instance norm hides the contrast from the
+    decoder; the un-normalised global branch sees it. Both start as the input map (zero-initialised)."""
+    def batch(g):
+        contrast = torch.rand(8, 1, 1, 1, generator=g) * 0.8 + 0.1
+        x = (torch.rand(8, 1, 32, 32, generator=g) * 2 - 1) * contrast  # the input map, encoded 2x - 1
+        base = 0.5 * (x + 1)
+        return x, base + 0.5 * (contrast - 0.5)
+
+    losses = {}
+    for branch in (False, True):
+        torch.manual_seed(0)
+        net = GlobalGenerator(1, 1, ngf=8, n_down=2, n_blocks=1, residual=0, global_branch=branch)
+        x, y = batch(torch.Generator().manual_seed(1))
+        assert torch.allclose(net(x), 0.5 * (x + 1), atol=1e-6)  # starts as the input map either way
+        assert net.config.get("global_branch", False) is branch
+        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+        g = torch.Generator().manual_seed(2)
+        for _ in range(150):
+            x, y = batch(g)
+            loss = (net(x) - y).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        x, y = batch(torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            losses[branch] = float((net(x) - y).abs().mean())
+    assert losses[True] < 0.5 * losses[False], losses
