@@ -89,6 +89,7 @@ class _Model:
         self.uvs, self.weld = head.uvs.to(device), head.weld.to(device)
         w = vertex_weights(head)
         self.photo_weight = w["photo"].to(device)
+        self.texture_weight = w["texture"].to(device)
         # the free-form offset lives on the welded face vertices only (fewer unknowns, cheaper steps)
         first_copy = head.weld == torch.arange(head.n_vertices, device=head.weld.device)
         self.offset_ids = torch.nonzero((w["offset"] > 0.05) & first_copy)[:, 0].to(device)
@@ -305,7 +306,7 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
         mesh = Mesh(verts, model.all_faces, model.uvs)
         model_tex = texture_model.decode(final.latent)[0]
         texture, visibility, baked, tex_info = unwrap_texture(mesh, model_tex, final.sh, cam, crop, photo.to(device),
-                                                   profile.texture_hw, model.weld)
+                                                   profile.texture_hw, model.weld, model.texture_weight)
         overlay = overlay_rendering(mesh, texture, cam, crop, model.faces, model.weld)
     times["texture"] = time.perf_counter() - t0
     result = FitResult(mesh=Mesh(verts.cpu(), model.all_faces.cpu(), model.uvs.cpu()), texture=texture.cpu(),
