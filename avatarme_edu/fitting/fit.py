@@ -13,9 +13,10 @@
    identity (1 - cosine of dlib's face descriptors of rendering and photo, every few steps) +
    regularisers (identity, expression, texture latent, and, when ``FitConfig.free_form`` is on, the
    free-form offset's Laplacian: off by default, measured in ``results/fit.md``).
-4. **texture**: the photo is unwrapped into UV through the fitted mesh, the unseen texels come
-   from the texture model, its colour pulled onto the photo's and blended with a feathered weight
-   (:mod:`~avatarme_edu.fitting.fit_report`).
+4. **texture**: the photo is unwrapped into UV through the fitted mesh, on the face region only
+   (a texel seen in the photo is not necessarily skin: photos show the scalp under hair and the neck
+   under a collar); the other texels come from the texture model, its colour pulled onto the photo's
+   and blended with a feathered weight (:mod:`~avatarme_edu.fitting.fit_report`).
 
 Bad input: :func:`avatarme_edu.maps_io.load_photo` refuses unreadable, tiny (< 64 px) and
 huge photos and converts grey, RGBA and 16-bit ones (with a warning);

@@ -3,8 +3,9 @@ and the ``avatarme-edu fit PHOTO --out DIR`` command (:func:`add_fit_parser`, :f
 
 **Texture** (:func:`unwrap_texture`). Each texel of the fitted mesh's UV layout has a 3D point; it
 is projected into the photo and counts as *seen* when it faces the camera and is the nearest surface
-there (depth test against a z-buffer). Seen texels take the photo's colour; the others the texture
-model's, with the fitted SH light baked in and its colour matched to the photo over the seen
+there (depth test against a z-buffer). Seen texels of the face region (``skin_weight``: not the scalp
+or the neck, where photos show hair and collars, not skin) take the photo's colour; the others the
+texture model's, with the fitted SH light baked in and its colour matched to the photo over the seen
 texels. The two are blended in two parts: the photo's share is feathered (eroded, then blurred), and
 the model's low frequencies are first moved onto the photo's (the difference photo - model where the
 photo is sure, spread smoothly over the map: :func:`smooth_fill`), so that no step in shading or
@@ -115,6 +116,9 @@ def unwrap_texture(mesh: Mesh, model_texture: torch.Tensor, sh: torch.Tensor, ca
     from avatarme_edu.geometry.raster import interpolate as uv_interpolate
     from avatarme_edu.geometry.raster import rasterize_uv
 
+    for name, wt in (("skin_weight", skin_weight), ("feature_weight", feature_weight)):
+        if wt is not None and tuple(wt.shape) != (mesh.vertices.shape[0],):
+            raise ValueError(f"{name} must be one weight per vertex, ({mesh.vertices.shape[0]},), got {tuple(wt.shape)}")
     h, w = (int(x) for x in hw)
     frags = rasterize_uv(mesh, (h, w))
     normals_v = vertex_normals(mesh.vertices, mesh.faces, weld)

@@ -117,3 +117,8 @@ def test_skin_consistency_is_soft_and_spares_features():
     features[:10, :20] = 1.0
     spared = skin_consistency(photo, model, share, features)
     assert float(spared[:6, :10].min()) > 0.95 and float(spared[:8, 40:].max()) < 0.05
+
+
+def test_a_weight_of_the_wrong_length_is_refused_in_one_line(scene):
+    with pytest.raises(ValueError, match="skin_weight must be one weight per vertex"):
+        _unwrap(scene, skin_weight=torch.ones(7))
