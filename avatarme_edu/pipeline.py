@@ -8,7 +8,7 @@
     delight    T̂, D_O -> A_D (3, H, W)                       pix2pixHD δ              (stages.delight)
     specular   A_D -> A_S (1, H, W);  A_D, N_T -> N_S;  A_D, N_O -> N_D               (stages.*)
     head       the face (mesh and maps) blended onto a complete EduHead (completion/transfer.py)
-    identity   the completed head rendered in the photo's pose under new light (a frontal key light);
+    identity   the completed head rendered in the photo's pose under new light (a soft frontal key + fill);
                dlib's descriptor distance between that rendering and the photo (same person below 0.6)
 
 Everything stays in memory: :func:`~avatarme_edu.pipeline_io.write_avatar` writes an
@@ -109,14 +109,15 @@ def photo_pose_render(avatar_or_head, fitted, lights=None, factor: float = 2.0) 
 
     ``avatar_or_head``: ``(mesh, shape, maps)`` of the head; ``fitted``: the FitResult (its camera sees
     the face crop at ``crop_px``; both images are ``factor`` times that). The rendering has the photo
-    crop as background, so dlib sees a face in its usual surroundings. ``lights`` default: a key light
-    from the front-above and a dim ambient (:func:`~avatarme_edu.render.views.default_light_sets`).
+    crop as background, so dlib sees a face in its usual surroundings. ``lights`` default: a soft
+    portrait light, a key from the front-above and a fill as strong
+    (:func:`~avatarme_edu.render.views.soft_front_lights`; new light, not the photo's fitted one).
     """
     import torch.nn.functional as F
 
     from avatarme_edu.fitting.diff_render import PinholeCamera
     from avatarme_edu.render.shading import render_view
-    from avatarme_edu.render.views import default_light_sets
+    from avatarme_edu.render.views import soft_front_lights
 
     mesh, shape, maps = avatar_or_head
     cam = fitted.camera
@@ -124,7 +125,7 @@ def photo_pose_render(avatar_or_head, fitted, lights=None, factor: float = 2.0) 
                         (cam.principal[0] * factor, cam.principal[1] * factor),
                         (int(round(cam.hw[0] * factor)), int(round(cam.hw[1] * factor))))
     crop = F.interpolate(fitted.crop.image[None].float(), size=big.hw, mode="bilinear", align_corners=False)[0]
-    lights = default_light_sets()["key_front"] if lights is None else lights
+    lights = soft_front_lights() if lights is None else lights
     device = mesh.vertices.device
     r = render_view(mesh, shape, maps, lights, big.as_geometry_camera(), background=crop.to(device))
     return r["image"].clamp(0, 1).cpu(), crop.clamp(0, 1)

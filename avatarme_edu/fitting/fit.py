@@ -13,9 +13,10 @@
    identity (1 - cosine of dlib's face descriptors of rendering and photo, every few steps) +
    regularisers (identity, expression, texture latent, and, when ``FitConfig.free_form`` is on, the
    free-form offset's Laplacian: off by default, measured in ``results/fit.md``).
-4. **texture**: the photo is unwrapped into UV through the fitted mesh, the unseen texels come
-   from the texture model, its colour pulled onto the photo's and blended with a feathered weight
-   (:mod:`~avatarme_edu.fitting.fit_report`).
+4. **texture**: the photo is unwrapped into UV through the fitted mesh, on the face region only
+   (a texel seen in the photo is not necessarily skin: photos show the scalp under hair and the neck
+   under a collar); the other texels come from the texture model, its colour pulled onto the photo's
+   and blended with a feathered weight (:mod:`~avatarme_edu.fitting.fit_report`).
 
 Bad input: :func:`avatarme_edu.maps_io.load_photo` refuses unreadable, tiny (< 64 px) and
 huge photos and converts grey, RGBA and 16-bit ones (with a warning);
@@ -89,6 +90,7 @@ class _Model:
         self.uvs, self.weld = head.uvs.to(device), head.weld.to(device)
         w = vertex_weights(head)
         self.photo_weight = w["photo"].to(device)
+        self.texture_weight = w["texture"].to(device)
         # the free-form offset lives on the welded face vertices only (fewer unknowns, cheaper steps)
         first_copy = head.weld == torch.arange(head.n_vertices, device=head.weld.device)
         self.offset_ids = torch.nonzero((w["offset"] > 0.05) & first_copy)[:, 0].to(device)
@@ -305,7 +307,7 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
         mesh = Mesh(verts, model.all_faces, model.uvs)
         model_tex = texture_model.decode(final.latent)[0]
         texture, visibility, baked, tex_info = unwrap_texture(mesh, model_tex, final.sh, cam, crop, photo.to(device),
-                                                   profile.texture_hw, model.weld)
+                                                   profile.texture_hw, model.weld, model.texture_weight)
         overlay = overlay_rendering(mesh, texture, cam, crop, model.faces, model.weld)
     times["texture"] = time.perf_counter() - t0
     result = FitResult(mesh=Mesh(verts.cpu(), model.all_faces.cpu(), model.uvs.cpu()), texture=texture.cpu(),

@@ -180,9 +180,15 @@ def laplacian(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
 
 def vertex_weights(head) -> dict[str, torch.Tensor]:
     """Per-vertex ``(V,)`` weights: ``photo`` (skin the photo shows and the texture models: face, not
-    hair, ears, neck or mouth interior) and ``offset`` (where the free-form offset may act)."""
+    hair, ears, neck or mouth interior), ``offset`` (where the free-form offset may act) and
+    ``texture`` (where the UV texture may take the photo's colour: the face with its eyes and mouth,
+    not the scalp or the neck, which photos show covered by hair and collars) and ``features`` (eyes,
+    brows, lips, mouth: where the photo's colour may differ from the texture model's skin)."""
     r = head.vertex_regions()
     face = r["face"].clamp(0, 1)
     not_skin = torch.stack([r[k] for k in ("scalp", "ears", "neck", "mouth_interior", "eyeballs") if k in r]).amax(0)
     photo = (face * (1 - not_skin)).clamp(0, 1)
-    return {"photo": photo, "offset": photo}
+    covered = torch.stack([r[k] for k in ("scalp", "neck") if k in r]).amax(0)
+    features = torch.stack([r[k] for k in ("eyes", "brows", "lips", "mouth_interior", "eyeballs") if k in r]).amax(0)
+    return {"photo": photo, "offset": photo, "texture": (face * (1 - covered)).clamp(0, 1),
+            "features": features.clamp(0, 1)}
