@@ -50,7 +50,7 @@ CHIP = 128  # px: the landmark-aligned chip the CNN checks a face on (the face f
 
 
 class CnnDetector:
-    """dlib's CNN face detector, loaded once (the file is 0.7 MB; loading takes milliseconds)."""
+    """dlib's CNN face detector, loaded once."""
     _instance = None
 
     def __init__(self):
