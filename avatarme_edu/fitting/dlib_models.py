@@ -13,7 +13,8 @@ file                                       what it is
                                            commercial use** (300-W's terms)
 ``dlib_face_recognition_resnet_model_v1``  the face-recognition ResNet (128-D descriptors, 99.38 %
                                            on LFW), ported to torch in :mod:`.identity`
-``mmod_human_face_detector.dat``           the CNN face detector (slow on a CPU; not used here)
+``mmod_human_face_detector.dat``           the CNN face detector (MMOD; ~1 s a photo on a CPU),
+                                           asked when HOG finds no face (:mod:`.face_cnn`)
 =========================================  =========================================================
 """
 
@@ -27,6 +28,7 @@ PIP_NAME = "face-recognition-models"
 
 LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 FACE_RECOGNITION = "dlib_face_recognition_resnet_model_v1.dat"
+CNN_FACE_DETECTOR = "mmod_human_face_detector.dat"
 
 
 class DlibModelError(RuntimeError):

@@ -275,8 +275,8 @@ def dlib_distance(image_a: torch.Tensor, landmarks_a, image_b: torch.Tensor, lan
         return np.array(net.compute_face_descriptor(rgb, shape))
 
     how = "dlib detection"
-    try:
-        found = detect_faces(image_b)
+    try:  # HOG only: a rendering's face is where the projected landmarks are; the CNN would only cost time
+        found = detect_faces(image_b, cnn=False)
     except FaceNotFoundError:
         found = []
     if found:

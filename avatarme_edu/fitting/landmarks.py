@@ -18,6 +18,13 @@ scikit-image's sample pictures, below 0.6). Of the faces left, the largest is ta
 a portrait), and the result says so when there were several. A lone weak candidate above
 :data:`LOW_PLAUSIBILITY` is taken with a warning rather than refused.
 
+When HOG has no box even at :data:`LOW_PLAUSIBILITY` (on the project's synthetic renders - bald,
+painted heads - that is a third of the faces), dlib's CNN detector is asked (:mod:`.face_cnn`:
+slower, ~1 s a photo at one thread, and more robust to unusual faces). Its boxes are re-framed as
+HOG frames faces and checked the same way (landmarks, aligned chip, the CNN again on the chip);
+those reaching :data:`CNN_MIN_PLAUSIBILITY` are faces, the largest taken. ``Face.detector`` says
+which detector found the face.
+
 Photo sizes: the detector finds faces from about 40 px wide (one 2x up-sampling), so photos are
 resampled to a working size first: large ones down to :data:`MAX_WORK_SIDE` on the long side,
 small ones (a 150x150 face chip) up to :data:`MIN_WORK_SIDE` on the short side, with a mirrored
@@ -44,6 +51,7 @@ MAX_BORDER = 48         # ... up to this many pixels (it only matters for tight 
 DETECT_THRESHOLD = -0.5  # low on purpose: the landmark check below removes the false alarms
 MIN_PLAUSIBILITY = 1.2  # first + re-detection score: clear faces here 1.6 to 5.6, non-faces below 0.6
 LOW_PLAUSIBILITY = 0.65  # taken, with a warning, when nothing clearer is found (a blurred face: 0.73)
+CNN_MIN_PLAUSIBILITY = 1.4  # CNN confidence + its confidence on the chip: faces 1.5 to 2.1, non-faces below 1.4
 _CHIP, _CHIP_PADDING = 200, 0.5  # the chip used for re-detection: the face fills its middle half
 
 
@@ -71,14 +79,18 @@ class Face:
     landmarks:     ``(68, 2)`` float32, the iBUG 68 points (x, y); 0-16 jaw, 17-26 brows,
                    27-35 nose, 36-47 eyes, 48-67 mouth
     score:         the detector's score for the box (higher is more confident)
-    plausibility:  score + re-detection score on the landmark-aligned chip (see module docstring)
+    plausibility:  score + re-detection score on the landmark-aligned chip (see module docstring); for
+                   the CNN detector its confidence + its confidence on that chip
     note:          empty, or a sentence such as "3 faces found; the largest was taken"
+    detector:      ``"hog"`` (dlib's HOG detector) or ``"cnn"`` (its CNN detector, :mod:`.face_cnn`,
+                   used when HOG finds no plausible face)
     """
     box: tuple[float, float, float, float]
     landmarks: np.ndarray
     score: float
     plausibility: float
     note: str = ""
+    detector: str = "hog"
 
     @property
     def width(self) -> float:
@@ -188,60 +200,94 @@ def _iou(a: tuple, b: tuple) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _candidates(rgb: np.ndarray):
-    """Every box of the detector: ``[(plausibility, score, box in photo pixels, dlib shape on the working
-    image)]``, most plausible first, and the working image's scale and border."""
-    h, w = rgb.shape[:2]
-    if min(h, w) < 16:
-        raise FaceNotFoundError(f"the photo is only {w}x{h} pixels; a face needs at least ~40x40")
-    d = _Dlib.get()
-    work, scale, border = _working_image(rgb)
+def _hog_candidates(d: _Dlib, work: np.ndarray, scale: float, border: int) -> list[tuple]:
+    """Every box of the HOG detector: ``[(plausibility, score, box in photo pixels, dlib shape on the
+    working image, "hog")]``."""
     rects, scores, _ = d.detector.run(work, 1, DETECT_THRESHOLD)
     candidates = []
     for r, s in zip(rects, scores):
         shape = d.predictor(work, r)
         box = tuple(float((v - border) / scale) for v in (r.left(), r.top(), r.right() + 1, r.bottom() + 1))
-        candidates.append((s + _redetection_score(d, work, shape), s, box, shape))
-    candidates.sort(key=lambda c: c[0], reverse=True)
+        candidates.append((s + _redetection_score(d, work, shape), s, box, shape, "hog"))
+    return candidates
+
+
+def _cnn_candidates(d: _Dlib, work: np.ndarray, scale: float, border: int) -> list[tuple]:
+    """Every box of the CNN detector (:mod:`.face_cnn`), framed as HOG frames faces, checked like HOG's:
+    ``[(confidence + confidence on the landmark-aligned chip, confidence, box in photo pixels, dlib shape
+    on the working image, "cnn")]``."""
+    from avatarme_edu.fitting.face_cnn import CnnDetector, hog_like_box
+
+    cnn = CnnDetector.get()
+    candidates = []
+    for raw, conf in cnn.boxes(work):
+        hb = hog_like_box(raw)
+        shape = d.predictor(work, d.dlib.rectangle(*(int(round(v)) for v in hb)))
+        box = tuple(float((v - border) / scale) for v in hb)
+        candidates.append((conf + cnn.chip_confidence(work, shape), conf, box, shape, "cnn"))
+    return candidates
+
+
+def _candidates(rgb: np.ndarray, cnn: bool = True):
+    """The HOG detector's boxes, and the CNN detector's when no HOG box is even a weak face (``cnn``):
+    ``[(plausibility, score, box in photo pixels, dlib shape on the working image, detector)]``, HOG's
+    first, each most plausible first; and the working image's scale and border."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < 16:
+        raise FaceNotFoundError(f"the photo is only {w}x{h} pixels; a face needs at least ~40x40")
+    d = _Dlib.get()
+    work, scale, border = _working_image(rgb)
+    candidates = sorted(_hog_candidates(d, work, scale, border), key=lambda c: c[0], reverse=True)
+    if cnn and not any(c[0] >= LOW_PLAUSIBILITY for c in candidates):
+        candidates += sorted(_cnn_candidates(d, work, scale, border), key=lambda c: c[0], reverse=True)
     return candidates, scale, border
 
 
-def face_candidates(image) -> list[dict]:
-    """Every box dlib's detector returns (threshold :data:`DETECT_THRESHOLD`), false alarms included:
-    ``[{"box", "score", "plausibility", "face": plausibility >= MIN_PLAUSIBILITY}]``, most plausible
-    first - what :func:`detect_faces` chooses from, for showing the choice."""
-    candidates, _, _ = _candidates(as_uint8_rgb(image))
-    return [{"box": box, "score": float(s), "plausibility": float(pl), "face": pl >= MIN_PLAUSIBILITY}
-            for pl, s, box, _ in candidates]
+def _is_face(c: tuple) -> bool:
+    return c[0] >= (MIN_PLAUSIBILITY if c[4] == "hog" else CNN_MIN_PLAUSIBILITY)
 
 
-def detect_faces(image) -> list[Face]:
+def face_candidates(image, cnn: bool = True) -> list[dict]:
+    """Every box dlib's detectors return, false alarms included: the HOG detector's (threshold
+    :data:`DETECT_THRESHOLD`) and, when none of them reaches :data:`LOW_PLAUSIBILITY`, the CNN detector's:
+    ``[{"box", "score", "plausibility", "face", "detector"}]``, most plausible first per detector - what
+    :func:`detect_faces` chooses from, for showing the choice."""
+    candidates, _, _ = _candidates(as_uint8_rgb(image), cnn)
+    return [{"box": c[2], "score": float(c[1]), "plausibility": float(c[0]), "face": _is_face(c), "detector": c[4]}
+            for c in candidates]
+
+
+def detect_faces(image, cnn: bool = True) -> list[Face]:
     """Every plausible face in the photo, largest first (see the module docstring for the checks).
 
-    ``image``: see :func:`as_uint8_rgb`. When no box reaches :data:`MIN_PLAUSIBILITY` but one
-    reaches :data:`LOW_PLAUSIBILITY` (a blurred or dark face), that one is returned alone with a
-    "low confidence" note. Returns an empty list when there is no plausible face.
+    ``image``: see :func:`as_uint8_rgb`. The HOG detector's faces that reach :data:`MIN_PLAUSIBILITY`;
+    when there is none but a HOG box reaches :data:`LOW_PLAUSIBILITY` (a blurred or dark face), that
+    one alone, with a "low confidence" note; when HOG has not even that, the CNN detector's faces
+    (``cnn``, :mod:`.face_cnn`) that reach :data:`CNN_MIN_PLAUSIBILITY`. Returns an empty list when
+    there is no plausible face.
     """
     rgb = as_uint8_rgb(image)
     d = _Dlib.get()
-    candidates, scale, border = _candidates(rgb)
+    candidates, scale, border = _candidates(rgb, cnn)
     kept = []
-    for c in candidates:  # the detector's sub-filters can box one face twice: keep the more plausible
-        if c[0] >= MIN_PLAUSIBILITY and all(_iou(c[2], k[2]) < 0.5 for k in kept):
+    for c in candidates:  # a face can be boxed twice (HOG's sub-filters, the CNN): keep the more plausible
+        if _is_face(c) and all(_iou(c[2], k[2]) < 0.5 for k in kept):
             kept.append(c)
     note = ""
-    if not kept and candidates and candidates[0][0] >= LOW_PLAUSIBILITY:
-        kept = candidates[:1]
+    hog = [c for c in candidates if c[4] == "hog"]
+    if not kept and hog and hog[0][0] >= LOW_PLAUSIBILITY:
+        kept = hog[:1]
         note = (f"low confidence: the face's plausibility is {kept[0][0]:.2f} (a clear face scores above "
                 f"{MIN_PLAUSIBILITY}); is it blurred, dark or turned away?")
     faces = []
-    for plaus, s, box, shape in kept:
+    for plaus, s, box, shape, detector in kept:
         if scale < 1.0:  # landmarks on the full-resolution photo: finer than on the down-sampled one
             full = d.dlib.rectangle(*(int(round(v)) for v in box))
             pts = np.array([[p.x, p.y] for p in d.predictor(rgb, full).parts()], np.float32)
         else:
             pts = (np.array([[p.x, p.y] for p in shape.parts()], np.float32) - border) / scale
-        faces.append(Face(box=box, landmarks=pts, score=float(s), plausibility=float(plaus), note=note))
+        faces.append(Face(box=box, landmarks=pts, score=float(s), plausibility=float(plaus), note=note,
+                          detector=detector))
     faces.sort(key=lambda f: f.area, reverse=True)
     return faces
 
