@@ -12,7 +12,9 @@ stage              methods                                         metrics (vali
 =================  ==============================================  ==============================
 super_resolution   ``network`` (RCAN), ``bicubic``                 PSNR, SSIM vs the sharp texture
 delighting         ``network`` δ(T̂, D_O), ``no_shape`` δ(T̂),       PSNR, SSIM vs A_D
-                   ``texture``, ``balanced_texture``
+                   ``normals_input`` δ(T̂, N_O) (where its weights
+                   are in the folder), ``texture``,
+                   ``balanced_texture``
 specular_albedo    ``network`` ψ(A_D), ``mean_map``                PSNR, SSIM vs A_S
 specular_normals   ``network`` ρ, ``shape_normals`` (N_T)          angle to N_S (deg), also face
 diffuse_normals    ``network`` σ, ``shape_normals`` (N_O)          angle to N_D (deg), also face
@@ -118,6 +120,9 @@ def evaluate_subject(seed: int, profile: Profile, weights_dir: str | os.PathLike
     out["delighting"] = {
         "network": _colour(stages.delight(texture, shape, profile, w["delight"]), albedo, mask),
         "no_shape": _colour(stages.delight(texture, shape, profile, w["delight_no_shape"], "no_shape"), albedo, mask),
+        **({"normals_input": _colour(stages.delight(texture, shape, profile, wdir / "delight_normals_input.safetensors",
+                                                    "normals_input"), albedo, mask)}
+           if (wdir / "delight_normals_input.safetensors").is_file() else {}),
         "texture": _colour(texture, albedo, mask),
         "balanced_texture": _colour(balanced_texture(texture, mask, means["diffuse_albedo_colour"]), albedo, mask),
     }
@@ -153,7 +158,8 @@ def evaluate_reflectance(seeds, profile: Profile, weights_dir: str | os.PathLike
 
     ``weights_dir``: a folder holding ``<network>.safetensors`` for the six networks (``sr``,
     ``delight``, ``delight_no_shape``, ``specular_albedo``, ``specular_normals``,
-    ``diffuse_normals``) and ``training_means.safetensors``; default the profile's committed weights.
+    ``diffuse_normals``; also ``delight_normals_input`` where present) and ``training_means.safetensors``;
+    default the profile's committed weights.
     ``per_seed``: a dict that receives each seed's own results (``{seed: results}``).
     """
     from avatarme_edu.nets.weights import WEIGHTS_DIR
