@@ -49,10 +49,11 @@ def test_degraded_weights_spoil_one_network_only(tmp_path, cpu):
 
 @pytest.mark.slow
 def test_end_to_end_on_a_held_out_seed_and_a_failed_one(cpu):
-    # seed 9's photo (dark, side-lit) is one dlib finds no face in: a failure, counted, not averaged
+    # seed 29's photo is one neither of dlib's detectors (HOG, then the CNN) finds a face in: a
+    # failure, counted, not averaged
     config = FitConfig(full_steps=10, landmark_steps=60)
-    r = evaluate_end_to_end([4, 9], cpu, fit_config=config)
-    assert r["reconstructed"] == [4] and [f["seed"] for f in r["failed"]] == [9]
+    r = evaluate_end_to_end([4, 29], cpu, fit_config=config)
+    assert r["reconstructed"] == [4] and [f["seed"] for f in r["failed"]] == [29]
     assert "no face found" in r["failed"][0]["failed"]
     mean = r["mean"]["maps"]
     assert list(mean) == list(METHODS)
@@ -66,5 +67,5 @@ def test_end_to_end_on_a_held_out_seed_and_a_failed_one(cpu):
     assert r["mean"]["render_psnr"]["true_albedo"] > r["mean"]["render_psnr"]["end_to_end"]
     assert 10 < r["mean"]["texture"]["fitted_psnr"] < 60 and 0 < r["mean"]["shape_error_mm"] < 10
     table = results_table(r)
-    assert all(m in table for m in METHODS) and "Failed: seed 9" in table
+    assert all(m in table for m in METHODS) and "Failed: seed 29" in table
     json.dumps(r, allow_nan=False)  # JSON-safe
