@@ -12,7 +12,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
-# the suite runs on this many processes (pytest-xdist), one thread each: 2 fits a 2-core laptop
+# the suite runs on this many processes (pytest-xdist), one thread each: 2 fits a 2-core laptop; the
+# long modules go first (tests/conftest.py) and an idle worker takes queued tests from the busy one
 TEST_WORKERS ?= 2
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -43,7 +44,7 @@ browser:
 	bash scripts/install_browser.sh
 
 test: $(STAMP) browser
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 # One thread per process unless OMP_NUM_THREADS says otherwise: the tests are many small tensor ops,
 # which extra threads only slow down on a shared 2-core machine (and `make test` runs two processes).
@@ -28,6 +29,23 @@ import torch  # noqa: E402
 from avatarme_edu.profiles import Profile, get_profile  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+# A shell starts background jobs (`nohup make test &`) with ctrl-c ignored, and children inherit that:
+# the tests that interrupt a CLI subprocess would then see it run to the end. Give ctrl-c back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+#: Test modules whose tests take tens of seconds each (papermill notebooks, whole reconstructions, CLI
+#: subprocesses). They run first, so that `make test`'s two workers share them, instead of one worker
+#: finishing them alone while the other waits (that tail cost CI about three minutes).
+LONG_FIRST = ("test_notebooks.py", "test_end_to_end.py", "test_pipeline.py", "test_pipeline_input.py",
+              "test_cli.py", "test_write.py", "test_fit_eval.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))  # stable: the rest keep their order
 
 
 def pytest_addoption(parser):
