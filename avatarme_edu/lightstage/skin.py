@@ -128,8 +128,10 @@ EYE_SPECULAR = 0.9
 
 #: How much darker the diffuse albedo is at a pore's floor / a wrinkle's floor (fraction): the trace
 #: of the relief in A_D that the normals networks learn from (see the painter below).
-PORE_FLOOR_DARKENING = 0.35
-WRINKLE_FLOOR_DARKENING = 0.3
+PORE_FLOOR_DARKENING = 0.35  # at pore_size 1; it grows as pore_size ** 1.5 (depth x width)
+WRINKLE_FLOOR_DARKENING = 0.3  # at WRINKLE_FULL_DARKNESS_MM and deeper
+#: Wrinkle depth (mm) whose floor is darkened fully (a forehead line at ~age 55); shallower, less.
+WRINKLE_FULL_DARKNESS_MM = 0.4
 
 #: Blur of the diffuse detail normals, mm: light diffuses ~1-2 mm inside skin (Jensen et al. 2001).
 SUBSURFACE_BLUR_MM = 1.2
@@ -263,8 +265,12 @@ def skin_reflectance(regions: dict[str, torch.Tensor], mask: torch.Tensor, param
     # shadowed skin): darker. The normals networks read the relief from gray(A_D) alone, so the trace
     # must stand above the mottle: at 0.1 a linear reader of the albedo cut the specular-normal error
     # by 9-29%; at 0.35 / 0.3 by about half (benchmarks/albedo_detail_trace.py)
-    wrinkle_floor = (wrinkles / (0.1 + 0.6 * age)).clamp(0, 1)
-    diffuse = diffuse * (1 - PORE_FLOOR_DARKENING * pores - WRINKLE_FLOOR_DARKENING * wrinkle_floor)
+    # The darkening follows the depth, as shadowing does: deep (older) wrinkles and large (deeper and
+    # wider) pores leave a stronger trace, so the albedo also tells the relief's scale, not only where
+    # it lies - and with it the pore size and age that set the skin's sebum (specular albedo).
+    wrinkle_floor = (wrinkles / WRINKLE_FULL_DARKNESS_MM).clamp(0, 1)
+    pore_floor = (PORE_FLOOR_DARKENING * params.pore_size ** 1.5 * pores).clamp(max=0.7)
+    diffuse = diffuse * (1 - pore_floor - WRINKLE_FLOOR_DARKENING * wrinkle_floor)
     hair = torch.tensor(hair_rgb(params.hair_melanin, params.hair_redness), device=dev).view(3, 1, 1)
     # hair covers the skin: brows, short scalp hair, and the beard shadow (cut hairs just under and
     # above the skin, darkest at each follicle)

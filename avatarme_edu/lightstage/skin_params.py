@@ -111,6 +111,14 @@ def skin_params_for_type(fitzpatrick: int, **changes) -> SkinParams:
     return SkinParams(**base)
 
 
+def oiliness_from_traits(pore_size: float, age: float, bearded: bool, chance: float) -> float:
+    """Oiliness (before clipping to its range) from the traits that set sebum output: + pore size
+    (its log, standardised), - age (-1 at 18 .. +1 at 80), + men (a beard shadow), + ``chance`` in [0, 1]
+    (about 5 % of the variance). See :func:`sample_skin_params`."""
+    pore_z = math.log(pore_size) / 0.25
+    return 0.5 + 0.2 * pore_z - 0.2 * (age - 49) / 31 + (0.1 if bearded else -0.1) + 0.2 * (chance - 0.5)
+
+
 def sample_skin_params(generator: torch.Generator | int) -> SkinParams:
     """Draw one subject from the population: all six Fitzpatrick types equally often.
 
@@ -137,8 +145,7 @@ def sample_skin_params(generator: torch.Generator | int) -> SkinParams:
 
     light = 1.0 - tone
     age, bearded = 18 + 62 * u[12], u[6] < 0.45
-    # sebum: + pore size (n[2] is its log, standardised), - age (-1 at 18 .. +1 at 80), + men, + chance
-    oiliness = 0.5 + 0.2 * n[2] - 0.2 * (age - 49) / 31 + (0.1 if bearded else -0.1) + 0.2 * (u[13] - 0.5)
+    oiliness = oiliness_from_traits(math.exp(0.25 * n[2]), age, bearded, u[13])  # n[2]: log pore size
     return SkinParams(
         melanin=clip("melanin", FITZPATRICK_MELANIN[fitz] * math.exp(0.2 * n[0])),
         haemoglobin=clip("haemoglobin", 0.02 * math.exp(0.35 * n[1])),

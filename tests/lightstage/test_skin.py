@@ -130,6 +130,24 @@ def test_wrinkles_deepen_with_age(toy, rich):
         assert float(rich.height[0][w].quantile(0.02)) < 2 * float(young.height[0][w].quantile(0.02))
 
 
+def _detail_contrast(albedo, where):
+    """Relative high-pass contrast of gray(A_D): how strongly the relief's floors darken it."""
+    g = luminance(albedo)
+    low = torch.nn.functional.avg_pool2d(g[None], 9, 1, 4, count_include_pad=False)[0]
+    return float(((g - low) / low.clamp(min=1e-3))[0][where].std())
+
+
+def test_the_albedo_trace_grows_with_pore_size_and_with_age(toy, rich):
+    # floors darken with their depth, so A_D tells the relief's scale (and with it the sebum that
+    # the specular albedo follows), not only where pores and lines lie
+    regions, _ = toy
+    cheeks, forehead = regions["cheeks"] > 0.7, regions["forehead"] > 0.7
+    small, large = make(toy, RICH.replace(pore_size=0.7)), make(toy, RICH.replace(pore_size=1.6))
+    assert _detail_contrast(large.diffuse_albedo, cheeks) > 1.5 * _detail_contrast(small.diffuse_albedo, cheeks)
+    old, young = make(toy, SP.SkinParams(age=70)), make(toy, SP.SkinParams(age=20))  # no freckles or moles
+    assert _detail_contrast(old.diffuse_albedo, forehead) > 1.2 * _detail_contrast(young.diffuse_albedo, forehead)
+
+
 def test_expression_lines_are_visible_in_the_specular_normals_at_the_cpu_map_size():
     # 576x384 (~0.64 mm texels): forehead lines of a 45-year-old are ~0.1-0.5 mm deep furrows ~1 mm
     # wide (published magnitudes), so they tilt the specular normals by several degrees - but not
