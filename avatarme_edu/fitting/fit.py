@@ -307,7 +307,8 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
         mesh = Mesh(verts, model.all_faces, model.uvs)
         model_tex = texture_model.decode(final.latent)[0]
         texture, visibility, baked, tex_info = unwrap_texture(mesh, model_tex, final.sh, cam, crop, photo.to(device),
-                                                   profile.texture_hw, model.weld, model.texture_weight)
+                                                   profile.texture_hw, model.weld, model.texture_weight,
+                                                   mirror=config.mirror_fill)
         overlay = overlay_rendering(mesh, texture, cam, crop, model.faces, model.weld)
     times["texture"] = time.perf_counter() - t0
     result = FitResult(mesh=Mesh(verts.cpu(), model.all_faces.cpu(), model.uvs.cpu()), texture=texture.cpu(),

@@ -67,6 +67,8 @@ def run_fit_evaluate(args) -> int:
     config = FitConfig()
     if args.free_form is not None:
         config.free_form = args.free_form == "on"
+    if args.mirror is not None:
+        config.mirror_fill = args.mirror == "on"
     if args.fit_steps:
         if min(args.fit_steps) < 1:
             raise ValueError(f"--fit-steps must be two counts >= 1, got {args.fit_steps}")
@@ -78,9 +80,10 @@ def run_fit_evaluate(args) -> int:
             "--seeds", *map(str, seeds)]
     argv += ["--fit-steps", *map(str, args.fit_steps)] if args.fit_steps else []
     argv += ["--free-form", args.free_form] if args.free_form else []
+    argv += ["--mirror", args.mirror] if args.mirror else []
     argv += ["--oracle-landmarks"] if args.oracle_landmarks else []
     result["command"] = shlex.join([*argv, "--out", str(args.out or "fit.json")])
-    result["config"] = {k: getattr(config, k) for k in ("landmark_steps", "full_steps", "free_form",
+    result["config"] = {k: getattr(config, k) for k in ("landmark_steps", "full_steps", "free_form", "mirror_fill",
                                                         "learned_landmarks", "w_identity_coeff", "w_expression")}
     write_text(out, json.dumps(result, indent=1) + "\n")
     text = (f"# Photo fit on held-out virtual subjects ({profile.name} profile)\n\n"

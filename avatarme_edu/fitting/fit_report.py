@@ -9,7 +9,9 @@ texture model's, with the fitted SH light baked in and its colour matched to the
 texels. The two are blended in two parts: the photo's share is feathered (eroded, then blurred), and
 the model's low frequencies are first moved onto the photo's (the difference photo - model where the
 photo is sure, spread smoothly over the map: :func:`smooth_fill`), so that no step in shading or
-colour is left for the feather to smear. The seam is measured as the colour gradient in the blend band
+colour is left for the feather to smear. A texel not seen whose mirror image across the face's midline
+was seen takes the mirror's photo colour, relit by the fitted light (:mod:`~avatarme_edu.fitting.symmetry`).
+The seam is measured as the colour gradient in the blend band
 over the gradient elsewhere (1 = no seam); the report gives it for the hard switch, the feather alone
 and the full blend.
 """
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 
 from avatarme_edu.fitting.diff_render import (PinholeCamera, barycentrics, rasterize, render, sh_shading,
                                               uniform_sh, vertex_normals)
+from avatarme_edu.fitting.symmetry import mirror_fill
 from avatarme_edu.geometry.mesh import Mesh
 
 FACING_MIN = 0.2  # cosine between normal and view below which a texel counts as unseen (grazing)
@@ -103,7 +106,7 @@ def skin_consistency(sampled: torch.Tensor, baked: torch.Tensor, share: torch.Te
 
 def unwrap_texture(mesh: Mesh, model_texture: torch.Tensor, sh: torch.Tensor, cam: PinholeCamera, crop,
                    photo: torch.Tensor, hw, weld: torch.Tensor | None = None, skin_weight: torch.Tensor | None = None,
-                   feature_weight: torch.Tensor | None = None, outliers: bool = False):
+                   feature_weight: torch.Tensor | None = None, outliers: bool = False, mirror: bool = True):
     """Photo texels where seen, the model elsewhere. Returns ``texture`` ``(3, H, W)``, the photo's
     share ``(H, W)``, the model's lit texture ``(3, H, W)`` and a dict of numbers (seen fraction, seam).
 
@@ -112,7 +115,8 @@ def unwrap_texture(mesh: Mesh, model_texture: torch.Tensor, sh: torch.Tensor, ca
     ``outliers``: reject seen texels whose colour is far from the fitted model's (:func:`skin_consistency`),
     except on ``feature_weight`` ``(V,)`` (eyes, brows, lips). Off in the fit: on the five real photos
     it moved dlib's distances up by 0.00-0.08 (the texture model's skin is too far from real faces for a
-    colour test to tell skin from occluders)."""
+    colour test to tell skin from occluders). ``mirror``: texels the photo does not show take their
+    mirror image's photo colour, relit by the fitted light (:func:`~avatarme_edu.fitting.symmetry.mirror_fill`)."""
     from avatarme_edu.geometry.raster import interpolate as uv_interpolate
     from avatarme_edu.geometry.raster import rasterize_uv
 
@@ -150,7 +154,8 @@ def unwrap_texture(mesh: Mesh, model_texture: torch.Tensor, sh: torch.Tensor, ca
     sampled = F.grid_sample(small[None], grid.view(1, h, w, 2).to(small), mode="bilinear",
                             padding_mode="border", align_corners=False)[0]
     # the model's texture with the fitted light baked in, colour-matched to the photo where seen
-    baked = (model_texture * sh_shading(nrm.permute(1, 2, 0), sh).permute(2, 0, 1)).clamp(0, 1)
+    shading = sh_shading(nrm.permute(1, 2, 0), sh).permute(2, 0, 1)
+    baked = (model_texture * shading).clamp(0, 1)
     share = seen.float() * ((facing.reshape(h, w) - FACING_MIN) / 0.3).clamp(0, 1)
     if skin_weight is not None:
         share = share * uv_interpolate(frags, skin_weight.to(pos)[:, None], mesh.faces)[0].clamp(0, 1)
@@ -167,7 +172,9 @@ def unwrap_texture(mesh: Mesh, model_texture: torch.Tensor, sh: torch.Tensor, ca
         if outliers:
             consistency = skin_consistency(sampled, matched, share, features)
     baked = matched
-    share = share * consistency
+    share = own_share = share * consistency
+    if mirror:  # the far side of a turned face from the near side's mirror image (symmetry.py)
+        sampled, share = mirror_fill(sampled, share, shading)
     eroded = -F.max_pool2d(-share[None, None], 2 * FEATHER_TEXELS + 1, 1, FEATHER_TEXELS)[0, 0]
     weight = (_blur(eroded, FEATHER_TEXELS) * share).clamp(0, 1)
     feather_only = weight * sampled + (1 - weight) * baked
@@ -179,7 +186,8 @@ def unwrap_texture(mesh: Mesh, model_texture: torch.Tensor, sh: torch.Tensor, ca
     texture = torch.where(inside[None], texture, torch.zeros_like(texture))
     hard = torch.where(seen[None], sampled, baked)
     info = {"seen_fraction": float(seen.float().sum() / inside.float().sum()),
-            "photo_fraction": float((share > 0.5).float().sum() / inside.float().sum()),
+            "photo_fraction": float((own_share > 0.5).float().sum() / inside.float().sum()),
+            "mirrored_fraction": float(((share > 0.5) & (own_share <= 0.5)).float().sum() / inside.float().sum()),
             "seam_gradient_ratio": seam_ratio(texture, weight),
             "seam_gradient_ratio_feather_only": seam_ratio(feather_only, weight),
             # the same ratio of the two sources' own gradients mixed by the weight: what a blend that

@@ -40,6 +40,7 @@ class FitConfig:
     learned_landmarks: bool = True  # dlib's points from the learned embedding (landmark_embedding.py)
     jaw_weight: float = 1.0  # extra factor on the 17 jaw points' landmark weights (1: the learned weights alone)
     learned_weights: bool = True  # landmark weights 1 / sigma^2 of dlib's scatter (landmark_embedding.py)
+    mirror_fill: bool = True  # unseen texels from their seen mirror image, relit (symmetry.py); measured in results/fit.md
     w_landmark: float = 1.0
     w_photo: float = 4.0
     w_identity: float = 0.3
