@@ -106,7 +106,7 @@ def skin_consistency(sampled: torch.Tensor, baked: torch.Tensor, share: torch.Te
 
 def unwrap_texture(mesh: Mesh, model_texture: torch.Tensor, sh: torch.Tensor, cam: PinholeCamera, crop,
                    photo: torch.Tensor, hw, weld: torch.Tensor | None = None, skin_weight: torch.Tensor | None = None,
-                   feature_weight: torch.Tensor | None = None, outliers: bool = False, mirror: bool = True):
+                   feature_weight: torch.Tensor | None = None, outliers: bool = False, mirror: bool = False):
     """Photo texels where seen, the model elsewhere. Returns ``texture`` ``(3, H, W)``, the photo's
     share ``(H, W)``, the model's lit texture ``(3, H, W)`` and a dict of numbers (seen fraction, seam).
 

@@ -40,7 +40,9 @@ class FitConfig:
     learned_landmarks: bool = True  # dlib's points from the learned embedding (landmark_embedding.py)
     jaw_weight: float = 1.0  # extra factor on the 17 jaw points' landmark weights (1: the learned weights alone)
     learned_weights: bool = True  # landmark weights 1 / sigma^2 of dlib's scatter (landmark_embedding.py)
-    mirror_fill: bool = True  # unseen texels from their seen mirror image, relit (symmetry.py); measured in results/fit.md
+    # unseen texels from their seen mirror image, relit (symmetry.py): off by default - on held-out renders it
+    # costs 2.1 dB of texture and 0.6 dB of end-to-end albedo; on real photos dlib likes it (README)
+    mirror_fill: bool = False
     w_landmark: float = 1.0
     w_photo: float = 4.0
     w_identity: float = 0.3

@@ -10,7 +10,8 @@ what is taken as symmetric).
 
 Measured (``results/fit.md``, ``README.md``): on real photos dlib finds the fit's renderings closer to
 the photo, and the same person's other photos too; on held-out renders the texture loses about 2 dB
-against the truth (the fitted SH light cannot relight the far side exactly). Taking only the mirror's
+against the truth, and the end-to-end albedo 0.6 dB (the fitted SH light cannot relight the far side
+exactly), so it is off by default (``FitConfig.mirror_fill``). Taking only the mirror's
 detail (photo over its local mean) on the model's colour lost less there (0.4 dB on seed 79) but helped
 dlib less (4 of 6 Obama pairs below 0.6 instead of 5).
 

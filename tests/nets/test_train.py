@@ -91,7 +91,7 @@ def test_train_command_on_a_light_stage_dataset(tmp_path, small_dataset, capsys)
     assert 0 < val["psnr"] < 60 and 0 < val["ssim"] <= 1
     assert (out / "val_000002.png").is_file()
     net = load_weights(out / "specular_albedo.safetensors", "specular_albedo", get_profile("cpu", device="cpu"))
-    assert net.config["in_channels"] == 5  # the diffuse albedo, its grey detail and the training mean map (the UV prior)
+    assert net.config["in_channels"] == 4  # the diffuse albedo and the training mean map (the UV prior)
     assert (out / "training_means.safetensors").is_file()  # the prior goes with the weights
     assert "held-out" in capsys.readouterr().out
     args = _parse(["train", "sr", "--profile", "paper", "--device", "cpu", "--data", str(small_dataset),
