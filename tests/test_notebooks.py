@@ -177,6 +177,12 @@ def test_make_strip_removes_outputs_and_keeps_the_cells(tmp_path):
 # ---- running them (slow) ---------------------------------------------------------------------
 
 
+#: Seconds one cell may run in these tests (the slowest quick-parameter cell takes about a minute). Seen once
+#: in CI: nbclient waited forever on notebook 08's ipywidgets cell while its kernel sat idle; a cell that
+#: does not answer in time is run again once, then fails the test, rather than hanging CI.
+CELL_TIMEOUT_S = 300
+
+
 def run_notebook(path: Path, tmp_path: Path, **extra) -> tuple[dict, object]:
     """Run ``path`` with papermill on the quick cpu parameters (plus ``extra``); ``(numbers, notebook)``."""
     import papermill  # only here: importing it costs a second of every fast run
@@ -186,8 +192,14 @@ def run_notebook(path: Path, tmp_path: Path, **extra) -> tuple[dict, object]:
     if "out_dir =" in _parameters_cell(nbformat.read(path, as_version=4)).source:
         parameters["out_dir"] = str(tmp_path / "out")
     out = tmp_path / path.name
-    papermill.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(path.parent),
-                               kernel_name="python3", progress_bar=False)
+    for attempt in range(2):
+        try:
+            papermill.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(path.parent),
+                                       kernel_name="python3", progress_bar=False, execution_timeout=CELL_TIMEOUT_S)
+            break
+        except TimeoutError:  # nbclient's CellTimeoutError: the kernel never answered; run it once more
+            if attempt:
+                raise
     return json.loads(numbers.read_text()), nbformat.read(out, as_version=4)
 
 
