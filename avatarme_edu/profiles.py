@@ -37,6 +37,7 @@ class Profile:
     rcan_blocks: int
     rcan_channels: int
     rcan_reduction: int
+    rcan_upsampler: str  # "staged" (x2 pixel shuffles, published) or "one_shot" (ESPCN's single shuffle)
     gen_ngf: int  # translation generator base width
     gen_downsample: int
     gen_blocks: int
@@ -61,7 +62,7 @@ def _cpu(device: str) -> Profile:
     return Profile(
         name="cpu", device=device, texture_hw=(96, 144), sr_scale=4, map_hw=(384, 576),
         patch_size=128, window_size=384, window_stride=256,
-        rcan_groups=2, rcan_blocks=4, rcan_channels=32, rcan_reduction=8,
+        rcan_groups=2, rcan_blocks=4, rcan_channels=32, rcan_reduction=8, rcan_upsampler="one_shot",
         gen_ngf=24, gen_downsample=3, gen_blocks=4, n_discriminators=2,
     )
 
@@ -71,7 +72,7 @@ def _paper(device: str) -> Profile:
     return Profile(
         name="paper", device=device, texture_hw=(384, 576), sr_scale=8, map_hw=(4096, 6144),
         patch_size=512, window_size=1536, window_stride=1024,
-        rcan_groups=10, rcan_blocks=20, rcan_channels=64, rcan_reduction=16,
+        rcan_groups=10, rcan_blocks=20, rcan_channels=64, rcan_reduction=16, rcan_upsampler="staged",
         gen_ngf=64, gen_downsample=4, gen_blocks=9, n_discriminators=2,
     )
 

@@ -147,6 +147,8 @@ def specular_albedo(diffuse_albedo: torch.Tensor, profile: Profile, weights: Wei
         folder = Path(weights).parent if isinstance(weights, (str, os.PathLike)) else default_weights_path(task, profile).parent
         means = load_training_means(folder, profile)
     maps = add_priors(task, {"diffuse_albedo": diffuse_albedo.float()[None]}, means)
+    if mask is not None:  # a grey-detail input would be taken inside the valid texels, as in training
+        maps["mask"] = mask.bool()[None]
     return _translate(task, {k: v[0] for k, v in maps.items()}, mask, profile, net, diffuse_albedo.device)
 
 

@@ -51,7 +51,9 @@ def test_one_window_equals_the_whole_map_forward_pass():
         assert torch.allclose(stages.delight(texture, shape, p, d), whole, atol=1e-6)
         s = net("specular_albedo", p)
         prior = torch.rand(1, 32, 32, generator=g)
-        whole = s(torch.cat([albedo, prior])[None] * 2 - 1)[0]
+        psi_in = network_input(get_task("specular_albedo"), {"diffuse_albedo": albedo[None],
+                                                             "specular_albedo_prior": prior[None]})
+        whole = s(psi_in)[0]
         assert torch.allclose(stages.specular_albedo(albedo, p, s, means={"specular_albedo_map": prior}), whole,
                               atol=1e-6)
         for name, stage, key, normals in (
@@ -74,15 +76,18 @@ def test_many_windows_equal_the_whole_map_for_a_pointwise_network():
     x = torch.rand(3, 8, 22)
     with torch.no_grad():
         assert torch.allclose(stages.super_resolve(x, p, sr), sr(x[None])[0].clamp(0, 1), atol=1e-6)
-        spec = nn.Sequential(nn.Conv2d(4, 1, 1), nn.Sigmoid()).eval()
+        spec = nn.Sequential(nn.Conv2d(5, 1, 1), nn.Sigmoid()).eval()
         a, prior = torch.rand(3, 32, 88), torch.rand(1, 32, 88)
         got = stages.specular_albedo(a, p, spec, means={"specular_albedo_map": prior})
-        x = torch.cat([a, prior])[None] * 2 - 1
+        # the input is encoded on the whole map, then cut into windows
+        x = network_input(get_task("specular_albedo"), {"diffuse_albedo": a[None], "specular_albedo_prior": prior[None]})
         assert torch.allclose(got, spec(x)[0], atol=1e-6)
-        # with a mask, zero outside it
+        # with a mask (the encoding takes any grey detail inside it, as the training patches do)
         m = torch.zeros(32, 88, dtype=torch.bool)
         m[4:28, 10:70] = True
         got = stages.specular_albedo(a, p, spec, mask=m, means={"specular_albedo_map": prior})
+        x = network_input(get_task("specular_albedo"), {"diffuse_albedo": a[None], "specular_albedo_prior": prior[None],
+                                                        "mask": m[None]})
         assert torch.allclose(got, spec(x)[0] * m, atol=1e-6)
 
 

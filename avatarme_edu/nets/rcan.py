@@ -12,7 +12,11 @@ network, from the inside out:
 * **body**: ``n_groups`` residual groups and a conv, plus the head's output (the *long skip*), so
   the deep body only learns the high-frequency residual;
 * **up-sampler**: ``log2(scale)`` stages of conv ``C -> 4C`` + pixel shuffle (x2 each), then a conv
-  to RGB.
+  to RGB (``upsampler="staged"``, the published one). ``upsampler="one_shot"`` (cpu profile) is the
+  sub-pixel convolution of ESPCN (Shi et al. 2016), where pixel shuffle comes from: one conv
+  ``C -> 3 * scale**2`` at the input size and a single shuffle by ``scale``. At x4 with 32 channels the
+  staged convs at 2x and 4x size cost about 60 % of a training step; one shot gives the body's
+  restoration (de-noise, de-blur, de-JPEG), which is where the measurable gain lives, ~2.5x the steps.
 
 **Global skip** (cpu profile only): the output is the bicubic up-sampling of the input plus what
 the network adds (as VDSR does), with the last conv initialised to zero - so an untrained network
@@ -86,28 +90,35 @@ class RCAN(nn.Module):
     """
 
     def __init__(self, scale: int, n_groups: int, n_blocks: int, channels: int, reduction: int,
-                 in_channels: int = 3, out_channels: int = 3, global_skip: bool = False):
+                 in_channels: int = 3, out_channels: int = 3, global_skip: bool = False,
+                 upsampler: str = "staged"):
         super().__init__()
         if scale < 1 or scale & (scale - 1):
             raise ValueError(f"RCAN scale must be a power of two (2, 4, 8...), got {scale}")
         if global_skip and in_channels != out_channels:
             raise ValueError(f"the global skip needs as many output as input channels, got {in_channels} -> "
                              f"{out_channels}")
+        if upsampler not in ("staged", "one_shot"):
+            raise ValueError(f"RCAN upsampler must be 'staged' or 'one_shot', got {upsampler!r}")
         self.scale, self.global_skip = scale, global_skip
         self.config = dict(scale=scale, n_groups=n_groups, n_blocks=n_blocks, channels=channels,
                            reduction=reduction, in_channels=in_channels, out_channels=out_channels,
-                           global_skip=global_skip)
+                           global_skip=global_skip, upsampler=upsampler)
         self.head = _conv(in_channels, channels)
         self.body = nn.Sequential(*[ResidualGroup(channels, reduction, n_blocks) for _ in range(n_groups)],
                                   _conv(channels, channels))
         up: list[nn.Module] = []
-        for _ in range(int(math.log2(scale))):
-            up += [_conv(channels, 4 * channels), nn.PixelShuffle(2)]
+        if upsampler == "staged":
+            for _ in range(int(math.log2(scale))):
+                up += [_conv(channels, 4 * channels), nn.PixelShuffle(2)]
+            self.tail = _conv(channels, out_channels)
+        else:  # one conv to every sub-pixel of every output channel, then one shuffle
+            self.tail = nn.Sequential(_conv(channels, out_channels * scale * scale), nn.PixelShuffle(scale))
         self.upsample = nn.Sequential(*up)
-        self.tail = _conv(channels, out_channels)
         if global_skip:  # start exactly at bicubic
-            nn.init.zeros_(self.tail.weight)
-            nn.init.zeros_(self.tail.bias)
+            last = self.tail if isinstance(self.tail, nn.Conv2d) else self.tail[0]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(x)
@@ -122,4 +133,5 @@ def rcan_from_profile(profile: Profile, in_channels: int = 3, out_channels: int 
     """The profile's RCAN (``rcan_*`` fields, ``sr_scale``); the global skip on all but the paper profile."""
     return RCAN(profile.sr_scale, profile.rcan_groups, profile.rcan_blocks, profile.rcan_channels,
                 profile.rcan_reduction, in_channels, out_channels,
-                global_skip=profile.name != "paper" and in_channels == out_channels)
+                global_skip=profile.name != "paper" and in_channels == out_channels,
+                upsampler=profile.rcan_upsampler)

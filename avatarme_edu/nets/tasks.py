@@ -30,7 +30,8 @@ pores, wrinkle floors - moves the answer away from the mean.
 Encoding: the generator sees values in [-1, 1] as in pix2pixHD - colour maps, grey and depth are
 mapped ``2x - 1``, normals are already there. The normals networks see gray(A_D) twice: as it is, and
 its local detail normalised to unit spread (``gray_detail``) - the same information, at the scale of
-what they must read from it. RCAN sees the texture as it is (linear RGB in [0, 1]).
+what they must read from it; ψ reads that detail too, beside A_D in colour (the pores' depth tells
+the sebum). RCAN sees the texture as it is (linear RGB in [0, 1]).
 Outputs are maps in the project's convention (albedo in [0, 1], unit normals), see the generator's
 output heads in :mod:`~avatarme_edu.nets.pix2pixhd`.
 """
@@ -75,6 +76,7 @@ class Task:
     residual_scale: float = 1.0  # the refinement's unit (pix2pixhd.py): about the size of what it adds
     residual_mode: str = "add"  # "multiply": a log-ratio on the input map (de-lighting, pix2pixhd.py)
     global_branch: bool = False  # a per-window offset from un-normalised pooled features (pix2pixhd.py)
+    augment: str = ""  # "pipeline_albedo": half the training patches' A_D as the pipeline makes it (augment.py)
 
     @property
     def residual_channel(self) -> int | None:
@@ -123,9 +125,10 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("delight_normals_input", "generator", (("texture", "signed"), ("normals_object", "as_is")),
          "diffuse_albedo", 3, paper="δ(T̂, N_O) -> A_D", residual="texture", residual_mode="multiply",
          global_branch=True),
-    Task("specular_albedo", "generator", (("diffuse_albedo", "signed"), ("specular_albedo_prior", "signed")),
+    Task("specular_albedo", "generator", (("diffuse_albedo", "signed"), ("diffuse_albedo", "gray_detail"),
+                                          ("specular_albedo_prior", "signed")),
          "specular_albedo", 1, paper="ψ(A_D) -> A_S, refining the training set's mean map",
-         residual="specular_albedo_prior", global_branch=True),
+         residual="specular_albedo_prior", global_branch=True, adversarial=False, augment="pipeline_albedo"),
     Task("specular_normals", "generator", (("diffuse_albedo", "gray_signed"), ("diffuse_albedo", "gray_detail"),
                                                              ("normals_tangent", "as_is")),
          "specular_normals", 3, "unit_vectors", "ρ(gray(A_D), N_T) -> N_S", residual="normals_tangent",

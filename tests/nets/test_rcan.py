@@ -65,7 +65,26 @@ def test_cpu_rcan_starts_at_bicubic_and_paper_rcan_is_the_published_one():
     bicubic = torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
     with torch.no_grad():
         assert torch.allclose(cpu(x), bicubic, atol=1e-6)  # untrained: exactly the bicubic up-sampling
-        cpu.tail.bias.fill_(0.1)
+        cpu.tail[0].bias.fill_(0.1)  # the one-shot up-sampler: conv, then pixel shuffle
         assert torch.allclose(cpu(x), bicubic + 0.1, atol=1e-6)  # trained: bicubic plus what it adds
     with pytest.raises(ValueError, match="global skip"):
         RCAN(2, 1, 1, 8, 4, in_channels=3, out_channels=1, global_skip=True)
+
+
+def test_the_one_shot_up_sampler_puts_each_sub_pixel_channel_at_its_own_place():
+    # ESPCN's sub-pixel conv: channel c * s * s + i * s + j of the conv lands at (y * s + i, x * s + j)
+    net = RCAN(4, 1, 1, 8, 4, upsampler="one_shot")
+    staged = RCAN(4, 1, 1, 8, 4, upsampler="staged")
+    assert net.config["upsampler"] == "one_shot" and len(net.upsample) == 0 and len(staged.upsample) == 4
+    assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in staged.parameters())
+    with torch.no_grad():
+        conv = net.tail[0]
+        conv.weight.zero_(), conv.bias.zero_()
+        conv.bias[1 * 16 + 2 * 4 + 3] = 1.0  # green, sub-pixel row 2, column 3
+        y = net(torch.rand(1, 3, 5, 7))
+    assert y.shape == (1, 3, 20, 28)
+    expected = torch.zeros(1, 3, 20, 28)
+    expected[0, 1, 2::4, 3::4] = 1.0
+    assert torch.equal(y, expected)
+    with pytest.raises(ValueError, match="upsampler"):
+        RCAN(4, 1, 1, 8, 4, upsampler="bilinear")

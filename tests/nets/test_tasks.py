@@ -23,7 +23,8 @@ def test_inputs_are_the_papers_maps_in_order(make_batch):
     assert torch.equal(x[:, 2:], b["normals_object"])
     x = network_input(get_task("specular_albedo"), b)
     assert torch.equal(x[:, :3], b["diffuse_albedo"] * 2 - 1)
-    assert torch.equal(x[:, 3:], b["specular_albedo_prior"] * 2 - 1)
+    assert torch.equal(x[:, 3:4], gray_detail(gray, b["mask"]))  # the pores and lines that tell the sebum
+    assert torch.equal(x[:, 4:], b["specular_albedo_prior"] * 2 - 1)
     assert network_input(get_task("delight_no_shape"), b).shape[1] == 3
     assert torch.equal(network_input(get_task("delight_normals_input"), b)[:, 3:], b["normals_object"])
     assert torch.equal(network_input(get_task("sr"), b), b["texture_low"])

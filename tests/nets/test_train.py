@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from avatarme_edu.nets.tasks import get_task
-from avatarme_edu.nets.train import Trainer, train
+from avatarme_edu.nets.train import RCAN_CLIP_NORM, Trainer, train
 from avatarme_edu.nets.weights import load_weights
 from avatarme_edu.profiles import get_profile
 
@@ -23,6 +23,17 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name, tiny, make_batch):
         trainer.step(b)
     after = trainer.losses(b)["l1"].item()
     assert after < 0.8 * before, (before, after)
+
+
+def test_rcan_clips_a_gradient_spike_and_logs_its_norm(tiny, make_batch):
+    trainer = Trainer(get_task("sr"), tiny, seed=0, lr=2e-3)
+    b = make_batch(n=2, p=16, seed=5)
+    calm = trainer.step(b)
+    assert 0 < calm["grad_norm"] < RCAN_CLIP_NORM  # an ordinary batch passes unclipped
+    spike = trainer.step(dict(b, texture_low=b["texture_low"] * 1000))  # a batch far outside the data
+    assert spike["grad_norm"] > 100 * RCAN_CLIP_NORM
+    applied = torch.sqrt(sum((p.grad ** 2).sum() for p in trainer.G.parameters()))
+    assert applied <= RCAN_CLIP_NORM * 1.0001  # what Adam was given
 
 
 @pytest.mark.parametrize("name", ["sr", "diffuse_normals"])
@@ -91,7 +102,7 @@ def test_train_command_on_a_light_stage_dataset(tmp_path, small_dataset, capsys)
     assert 0 < val["psnr"] < 60 and 0 < val["ssim"] <= 1
     assert (out / "val_000002.png").is_file()
     net = load_weights(out / "specular_albedo.safetensors", "specular_albedo", get_profile("cpu", device="cpu"))
-    assert net.config["in_channels"] == 4  # the diffuse albedo and the training mean map (the UV prior)
+    assert net.config["in_channels"] == 5  # the diffuse albedo, its grey detail and the training mean map (the UV prior)
     assert (out / "training_means.safetensors").is_file()  # the prior goes with the weights
     assert "held-out" in capsys.readouterr().out
     args = _parse(["train", "sr", "--profile", "paper", "--device", "cpu", "--data", str(small_dataset),
