@@ -35,7 +35,8 @@ generator). That is all the loop needs, so any loader fits (the light stage's ``
 
 **Exact resume**: a checkpoint holds weights, optimiser state, step and random state
 (:mod:`~avatarme_edu.nets.checkpoint`); on resume the batch sequence is rebuilt and the batches
-already trained on are skipped, so ``N`` steps equal ``N/2`` steps + resume + ``N/2`` steps bit for bit
+already trained on are skipped and the random state is set again after the skipping (a loader may draw
+from torch's generator as it starts), so ``N`` steps equal ``N/2`` steps + resume + ``N/2`` steps bit for bit
 (on the same machine and thread count), with no assumption about how the loader keeps its state.
 """
 
@@ -212,7 +213,16 @@ def train(task: Task, profile: Profile, make_batches: Callable[[], Iterable[dict
         save_checkpoint(ckpt, trainer.modules, trainer.optimizers, step, extra)
         _write_json(log, log_path)
 
-    batches = itertools.islice(iter(make_batches()), step, None)  # skip what was already trained on
+    batches = iter(make_batches())
+    if step:  # skip what was already trained on, then put back the checkpoint's random state: a loader
+        # may draw from torch's generator as it starts (DataLoader does), which an uninterrupted run did
+        # before its first step and a resumed one does now, before the draws of augmentation
+        saved = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+        for _ in itertools.islice(batches, step):
+            pass
+        torch.set_rng_state(saved[0])
+        if saved[1] is not None:
+            torch.cuda.set_rng_state_all(saved[1])
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -36,7 +36,7 @@ def test_rcan_clips_a_gradient_spike_and_logs_its_norm(tiny, make_batch):
     assert applied <= RCAN_CLIP_NORM * 1.0001  # what Adam was given
 
 
-@pytest.mark.parametrize("name", ["sr", "diffuse_normals"])
+@pytest.mark.parametrize("name", ["sr", "diffuse_normals", "specular_albedo"])  # ψ: with its augmentation
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, name, tiny, batch_source):
     task, p, batches = get_task(name), tiny, batch_source
     full = train(task, p, batches(), tmp_path / "full", 6, seed=3, checkpoint_every=2, progress=False)
@@ -56,6 +56,25 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, name, t
     assert [e["step"] for e in log["entries"]] == [1, 2, 3, 4, 5, 6]
     net = load_weights(tmp_path / "half" / f"{name}.safetensors", name, p)
     assert sum(v.numel() for v in net.state_dict().values()) > 0
+
+
+def test_resume_is_exact_when_the_loader_draws_from_torchs_generator_as_it_starts(tmp_path, tiny, batch_source):
+    # DataLoader draws a seed from torch's global generator when its iterator starts; ψ's augmentation
+    # draws from it at every step, so a resumed run must not let the restarted loader shift those draws
+    def drawing_source():
+        make = batch_source()
+
+        def start():
+            torch.rand(1)
+            yield from make()
+        return start
+
+    task, p = get_task("specular_albedo"), tiny
+    train(task, p, drawing_source(), tmp_path / "full", 4, seed=1, checkpoint_every=4, progress=False)
+    train(task, p, drawing_source(), tmp_path / "half", 2, seed=1, checkpoint_every=2, progress=False)
+    train(task, p, drawing_source(), tmp_path / "half", 4, seed=1, resume=True, checkpoint_every=4, progress=False)
+    a, b = (load_file(str(tmp_path / d / "specular_albedo.safetensors")) for d in ("full", "half"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_second_run_into_the_same_folder_is_refused_and_resume_needs_a_checkpoint(tmp_path, tiny, batch_source):
