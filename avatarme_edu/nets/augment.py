@@ -56,9 +56,9 @@ def pipeline_albedo(batch: dict, key: str, scale: int, mask_key: str = "mask") -
         return batch
     mask = batch.get(mask_key)
     mask = mask.reshape(n, *x.shape[-2:]).bool() if torch.is_tensor(mask) else None
-    degraded = lose_fine_detail(x, scale, mask)
-    gain = torch.exp(GAIN_LOG_STD * torch.randn(n, x.shape[1], 1, 1))
-    degraded = (degraded * gain).clamp(0, 1)
+    gain = torch.exp(GAIN_LOG_STD * torch.randn(n, x.shape[1], 1, 1))  # drawn for all: the same draws per step
+    degraded = lose_fine_detail(x[chosen], scale, mask[chosen] if mask is not None else None)
     out = dict(batch)
-    out[key] = torch.where(chosen[:, None, None, None], degraded, x)
+    out[key] = x.clone()
+    out[key][chosen] = (degraded * gain[chosen]).clamp(0, 1)
     return out
