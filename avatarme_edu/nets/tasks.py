@@ -5,17 +5,17 @@ names, :data:`avatarme_edu.lightstage.dataset.MAP_KEYS`) and ``mask`` ``(N, P, P
 :class:`~avatarme_edu.lightstage.dataset.PatchDataset` yields, and what the stage functions build
 from whole maps. The networks and their inputs, as the paper writes them:
 
-=========================  =================================  ===================  ============
-task                       input (channels)                   target               network
-=========================  =================================  ===================  ============
-``sr``                     T (3), the fitted texture          T̂, texture x scale   RCAN
-``delight``                δ(T̂, D_O): texture, depth (4)      A_D diffuse albedo   generator
-``delight_no_shape``       δ(T̂): texture (3)  (ablation)      A_D                  generator
-``delight_normals_input``  δ(T̂, N_O): texture, normals (6)    A_D                  generator
-``specular_albedo``        ψ(A_D) (3), + the mean A_S map (1)  A_S (1)              generator
-``specular_normals``       ρ(gray(A_D), N_T) (1 + 1 + 3)      N_S, tangent space   generator
-``diffuse_normals``        σ(gray(A_D), N_O) (1 + 1 + 3)      N_D, object space    generator
-=========================  =================================  ===================  ============
+=========================  ======================================  ===================  =========
+task                       input (channels)                        target               network
+=========================  ======================================  ===================  =========
+``sr``                     T (3), the fitted texture               T̂, texture x scale   RCAN
+``delight``                δ(T̂, D_O): T̂, D_O, log T̂ (3 + 1 + 3)    A_D diffuse albedo   generator
+``delight_no_shape``       δ(T̂): T̂, log T̂ (3 + 3)  (ablation)      A_D                  generator
+``delight_normals_input``  δ(T̂, N_O): T̂, N_O, log T̂ (3 + 3 + 3)    A_D                  generator
+``specular_albedo``        ψ(A_D): A_D, log detail, mean A_S (5)   A_S (1)              generator
+``specular_normals``       ρ(gray(A_D), N_T) (1 + 1 + 3)           N_S, tangent space   generator
+``diffuse_normals``        σ(gray(A_D), N_O) (1 + 1 + 3)           N_D, object space    generator
+=========================  ======================================  ===================  =========
 
 The generators refine an input map (``residual``: the texture, the shape normals, the mean specular
 map; see :mod:`~avatarme_edu.nets.pix2pixhd`), so untrained they return the baseline.
@@ -30,14 +30,16 @@ pores, wrinkle floors - moves the answer away from the mean.
 Encoding: the generator sees values in [-1, 1] as in pix2pixHD - colour maps, grey and depth are
 mapped ``2x - 1``, normals are already there. The normals networks see gray(A_D) twice: as it is, and
 its local detail normalised to unit spread (``gray_detail``) - the same information, at the scale of
-what they must read from it; ψ reads that detail too, beside A_D in colour (the pores' depth tells
-the sebum). RCAN sees the texture as it is (linear RGB in [0, 1]).
+what they must read from it; ψ reads the detail of log gray(A_D) instead (``gray_log_detail``), beside A_D
+in colour: the pores' depth tells the sebum, and a pore darkens the albedo by a fraction, whatever the
+skin tone. RCAN sees the texture as it is (linear RGB in [0, 1]).
 Outputs are maps in the project's convention (albedo in [0, 1], unit normals), see the generator's
 output heads in :mod:`~avatarme_edu.nets.pix2pixhd`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -48,7 +50,7 @@ from avatarme_edu.imaging import gaussian_blur
 from avatarme_edu.profiles import Profile
 
 #: How an input map is encoded for the network: ``(batch key, encoding)``.
-ENCODINGS = ("as_is", "signed", "gray_signed", "gray_detail")
+ENCODINGS = ("as_is", "signed", "log_signed", "gray_signed", "gray_detail", "gray_log_detail")
 
 #: ``gray_detail``: the grey map's high-pass (minus its Gaussian blur of :data:`DETAIL_SIGMA` texels),
 #: divided by :data:`DETAIL_STD`, the high-pass's spread on the cpu training patches (about 0.05 in the
@@ -56,6 +58,19 @@ ENCODINGS = ("as_is", "signed", "gray_signed", "gray_detail")
 #: ripple of a few hundredths on the albedo's much larger level (see ``results/reflectance_training.md``).
 DETAIL_SIGMA = 2.0
 DETAIL_STD = 0.05
+
+#: ``gray_log_detail``: the same high-pass taken on ``log(gray + LOG_DETAIL_FLOOR)``, divided by its spread
+#: on the cpu training patches (about 0.1). A pore or wrinkle floor *darkens the albedo by a fraction*
+#: (``lightstage/skin.py``), so the log's detail tells the relief's depth whatever the skin tone; the plain
+#: high-pass is weaker on dark skin. Per 128-texel training patch, a linear reader of the log detail
+#: explains 38 % of oiliness's variance, of the plain detail 13 % (``benchmarks/sebum_trace_patches.py``).
+LOG_DETAIL_FLOOR = 0.01
+LOG_DETAIL_STD = 0.1
+
+#: ``log_signed``: ``1 + log(x + LOG_DETAIL_FLOOR) / LOG_SCALE``, so 0 -> -1, 0.1 -> 0, 1 -> 1. Light and
+#: exposure *multiply* the albedo: in the log they add, and a layer without normalisation (the global
+#: branch, ``pix2pixhd.py``) can read a level or a colour ratio from it linearly.
+LOG_SCALE = -0.5 * math.log(LOG_DETAIL_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -118,14 +133,16 @@ PRIOR_KEYS = {"specular_albedo_prior": "specular_albedo_map"}
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("sr", "rcan", (("texture_low", "as_is"),), "texture", 3, "linear", "T -> T̂ (RCAN)"),
-    Task("delight", "generator", (("texture", "signed"), ("depth", "signed")), "diffuse_albedo", 3,
+    Task("delight", "generator", (("texture", "signed"), ("depth", "signed"), ("texture", "log_signed")), "diffuse_albedo", 3,
          paper="δ(T̂, D_O) -> A_D", residual="texture", residual_mode="multiply", global_branch=True),
-    Task("delight_no_shape", "generator", (("texture", "signed"),), "diffuse_albedo", 3, paper="δ(T̂) -> A_D",
+    Task("delight_no_shape", "generator", (("texture", "signed"), ("texture", "log_signed")), "diffuse_albedo", 3,
+         paper="δ(T̂) -> A_D",
          residual="texture", residual_mode="multiply", global_branch=True),
-    Task("delight_normals_input", "generator", (("texture", "signed"), ("normals_object", "as_is")),
+    Task("delight_normals_input", "generator", (("texture", "signed"), ("normals_object", "as_is"),
+                                                ("texture", "log_signed")),
          "diffuse_albedo", 3, paper="δ(T̂, N_O) -> A_D", residual="texture", residual_mode="multiply",
          global_branch=True),
-    Task("specular_albedo", "generator", (("diffuse_albedo", "signed"), ("diffuse_albedo", "gray_detail"),
+    Task("specular_albedo", "generator", (("diffuse_albedo", "signed"), ("diffuse_albedo", "gray_log_detail"),
                                           ("specular_albedo_prior", "signed")),
          "specular_albedo", 1, paper="ψ(A_D) -> A_S, refining the training set's mean map",
          residual="specular_albedo_prior", global_branch=True, adversarial=False, augment="pipeline_albedo"),
@@ -177,17 +194,17 @@ def _get(batch: dict, key: str, task: Task) -> torch.Tensor:
     return _batched(batch[key], key)
 
 
-def gray_detail(gray: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``(N, 1, H, W)``: the grey map's high-pass at unit spread (:data:`DETAIL_STD`).
+def gray_detail(gray: torch.Tensor, mask: torch.Tensor | None = None, spread: float = DETAIL_STD) -> torch.Tensor:
+    """``(N, 1, H, W)``: the grey map's high-pass divided by ``spread`` (:data:`DETAIL_STD`): unit size.
 
     With ``mask`` ``(N, H, W)`` bool the blur averages valid texels only and the detail is 0 outside:
     the step from skin to the empty background (and across UV seams) is not detail, and would
     otherwise be read as a deep wrinkle along every border."""
     if mask is None or not torch.is_tensor(mask) or tuple(mask.shape[-2:]) != tuple(gray.shape[-2:]):
-        return (gray - gaussian_blur(gray, DETAIL_SIGMA)) / DETAIL_STD
+        return (gray - gaussian_blur(gray, DETAIL_SIGMA)) / spread
     mask = mask.reshape(gray.shape[0], *gray.shape[-2:]).bool()
     blurred = torch.stack([gaussian_blur(g, DETAIL_SIGMA, m) for g, m in zip(gray, mask)])
-    return (gray - blurred) * mask[:, None] / DETAIL_STD
+    return (gray - blurred) * mask[:, None] / spread
 
 
 def add_priors(task: Task, batch: dict, means: dict[str, torch.Tensor]) -> dict:
@@ -222,8 +239,12 @@ def network_input(task: Task, batch: dict) -> torch.Tensor:
             x = luminance(x) * 2 - 1
         elif enc == "gray_detail":
             x = gray_detail(luminance(x) * 2 - 1, batch.get(task.mask))
+        elif enc == "gray_log_detail":
+            x = gray_detail(torch.log(luminance(x).clamp(min=0) + LOG_DETAIL_FLOOR), batch.get(task.mask), LOG_DETAIL_STD)
         elif enc == "signed":
             x = x * 2 - 1
+        elif enc == "log_signed":
+            x = 1 + torch.log(x.clamp(min=0) + LOG_DETAIL_FLOOR) / LOG_SCALE
         parts.append(x)
     return torch.cat(parts, 1)
 

@@ -26,7 +26,7 @@ def test_mismatches_are_one_clear_line(tmp_path):
     p = get_profile("cpu", device="cpu")
     task = get_task("delight")
     path = save_weights(build_network(task, p), tmp_path / "d.safetensors", task, p)
-    with pytest.raises(ValueError, match="network 'delight' of profile 'cpu' with 4 input channels; expected "
+    with pytest.raises(ValueError, match="network 'delight' of profile 'cpu' with 7 input channels; expected "
                                          "'delight_no_shape'"):
         load_weights(path, "delight_no_shape")
     with pytest.raises(ValueError, match="expected 'delight' of profile 'paper'"):
