@@ -29,10 +29,10 @@ pores, wrinkle floors - moves the answer away from the mean.
 
 Encoding: the generator sees values in [-1, 1] as in pix2pixHD - colour maps, grey and depth are
 mapped ``2x - 1``, normals are already there. The normals networks see gray(A_D) twice: as it is, and
-its local detail normalised to unit spread (``gray_detail``) - the same information, at the scale of
-what they must read from it; ψ reads the detail of log gray(A_D) instead (``gray_log_detail``), beside A_D
-in colour: the pores' depth tells the sebum, and a pore darkens the albedo by a fraction, whatever the
-skin tone. RCAN sees the texture as it is (linear RGB in [0, 1]).
+the local detail of its log at unit spread (``gray_log_detail``) - the same information, at the scale of
+what they must read from it: a pore or wrinkle floor darkens the albedo by a fraction, whatever the
+skin tone. ψ reads that detail too, beside A_D in colour (the pores' depth tells the sebum). De-lighting
+reads the texture also as its log (``log_signed``): light and exposure multiply. RCAN sees the texture as it is (linear RGB in [0, 1]).
 Outputs are maps in the project's convention (albedo in [0, 1], unit normals), see the generator's
 output heads in :mod:`~avatarme_edu.nets.pix2pixhd`.
 """
@@ -146,11 +146,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                                           ("specular_albedo_prior", "signed")),
          "specular_albedo", 1, paper="ψ(A_D) -> A_S, refining the training set's mean map",
          residual="specular_albedo_prior", global_branch=True, adversarial=False, augment="pipeline_albedo"),
-    Task("specular_normals", "generator", (("diffuse_albedo", "gray_signed"), ("diffuse_albedo", "gray_detail"),
+    Task("specular_normals", "generator", (("diffuse_albedo", "gray_signed"), ("diffuse_albedo", "gray_log_detail"),
                                                              ("normals_tangent", "as_is")),
          "specular_normals", 3, "unit_vectors", "ρ(gray(A_D), N_T) -> N_S", residual="normals_tangent",
          adversarial=False, shortcut=True, residual_scale=0.02),
-    Task("diffuse_normals", "generator", (("diffuse_albedo", "gray_signed"), ("diffuse_albedo", "gray_detail"),
+    Task("diffuse_normals", "generator", (("diffuse_albedo", "gray_signed"), ("diffuse_albedo", "gray_log_detail"),
                                                             ("normals_object", "as_is")),
          "diffuse_normals", 3, "unit_vectors", "σ(gray(A_D), N_O) -> N_D", residual="normals_object",
          adversarial=False, shortcut=True, residual_scale=0.005),

@@ -15,7 +15,7 @@
   held-out patches); the discriminator rewards pore-like texture wherever it looks plausible, and
   texture that is not aligned with the true pores costs more angle than it adds. Their generators
   add a scaled refinement and read the grey albedo's detail at unit spread (``Task.residual_scale``,
-  ``gray_detail`` in :mod:`~avatarme_edu.nets.tasks`), so pix2pixHD's learning rate suits them.
+  ``gray_log_detail`` in :mod:`~avatarme_edu.nets.tasks`), so pix2pixHD's learning rate suits them.
 
 **Weight average**: the weights that are validated and saved are an exponential moving average of
 the trained ones (decay :data:`EMA_DECAY`, warmed up as ``min(decay, (1 + t) / (10 + t))``). With a

@@ -18,8 +18,9 @@ def test_inputs_are_the_papers_maps_in_order(make_batch):
     x = network_input(get_task("specular_normals"), b)
     gray = luminance(b["diffuse_albedo"]) * 2 - 1
     assert torch.allclose(x[:, :1], gray)
-    # the grey detail: gray minus its blur, at unit spread; a constant grey has none
-    assert torch.equal(x[:, 1:2], gray_detail(gray, b["mask"]))  # its meaning: the test below
+    # the grey detail: log gray minus its blur, at unit spread; a constant grey has none
+    log_gray = torch.log(luminance(b["diffuse_albedo"]) + LOG_DETAIL_FLOOR)
+    assert torch.equal(x[:, 1:2], gray_detail(log_gray, b["mask"], LOG_DETAIL_STD))  # its meaning: the tests below
     flat = dict(b, diffuse_albedo=torch.full_like(b["diffuse_albedo"], 0.3))
     assert network_input(get_task("specular_normals"), flat)[:, 1].abs().max() < 1e-5
     assert torch.equal(x[:, 2:], b["normals_tangent"])
@@ -27,7 +28,6 @@ def test_inputs_are_the_papers_maps_in_order(make_batch):
     assert torch.equal(x[:, 2:], b["normals_object"])
     x = network_input(get_task("specular_albedo"), b)
     assert torch.equal(x[:, :3], b["diffuse_albedo"] * 2 - 1)
-    log_gray = torch.log(luminance(b["diffuse_albedo"]) + LOG_DETAIL_FLOOR)
     assert torch.equal(x[:, 3:4], gray_detail(log_gray, b["mask"], LOG_DETAIL_STD))  # pores and lines: the sebum
     assert torch.equal(x[:, 4:], b["specular_albedo_prior"] * 2 - 1)
     x_d = network_input(get_task("delight"), b)
