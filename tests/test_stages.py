@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from avatarme_edu import stages
-from avatarme_edu.nets.tasks import build_network, get_task, network_input
+from avatarme_edu.nets.tasks import LOG_DETAIL_FLOOR, LOG_SCALE, build_network, get_task, network_input
 from avatarme_edu.nets.weights import save_weights
 from avatarme_edu.profiles import get_profile
 
@@ -47,7 +47,8 @@ def test_one_window_equals_the_whole_map_forward_pass():
         sr = net("sr", p)
         assert torch.allclose(stages.super_resolve(texture_low, p, sr), sr(texture_low[None])[0].clamp(0, 1), atol=1e-6)
         d = net("delight", p)
-        whole = d(torch.cat([texture * 2 - 1, shape.depth * 2 - 1])[None])[0] * m
+        log_texture = 1 + torch.log(texture + LOG_DETAIL_FLOOR) / LOG_SCALE
+        whole = d(torch.cat([texture * 2 - 1, shape.depth * 2 - 1, log_texture])[None])[0] * m
         assert torch.allclose(stages.delight(texture, shape, p, d), whole, atol=1e-6)
         s = net("specular_albedo", p)
         prior = torch.rand(1, 32, 32, generator=g)
