@@ -26,7 +26,7 @@ import torch
 from safetensors import safe_open
 
 from avatarme_edu.color import luminance
-from avatarme_edu.nets.tasks import LOG_DETAIL_FLOOR, LOG_DETAIL_STD, gray_detail
+from avatarme_edu.nets.tasks import gray_detail, gray_log_detail
 
 
 def r_squared(X: np.ndarray, y: np.ndarray) -> float:
@@ -54,7 +54,7 @@ def main() -> None:
             mask = f.get_tensor("mask").bool().reshape(albedo.shape[-2:])
         gray = luminance(albedo[None])
         plain = gray_detail(gray * 2 - 1, mask[None])[0, 0]
-        log = gray_detail(torch.log(gray + LOG_DETAIL_FLOOR), mask[None], LOG_DETAIL_STD)[0, 0]
+        log = gray_log_detail(gray, mask[None])[0, 0]
         H, W, P = *mask.shape, args.size
         for _ in range(args.patches):
             y, x = int(rng.integers(0, H - P)), int(rng.integers(0, W - P))

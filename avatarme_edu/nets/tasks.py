@@ -207,6 +207,13 @@ def gray_detail(gray: torch.Tensor, mask: torch.Tensor | None = None, spread: fl
     return (gray - blurred) * mask[:, None] / spread
 
 
+def gray_log_detail(gray: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``(N, 1, H, W)``: the high-pass of ``log(gray + LOG_DETAIL_FLOOR)`` at unit spread
+    (:data:`LOG_DETAIL_STD`), ``gray`` in [0, 1]; masked as :func:`gray_detail`. A floor that darkens the
+    albedo by a fraction gives the same value on light and dark skin."""
+    return gray_detail(torch.log(gray.clamp(min=0) + LOG_DETAIL_FLOOR), mask, LOG_DETAIL_STD)
+
+
 def add_priors(task: Task, batch: dict, means: dict[str, torch.Tensor]) -> dict:
     """``batch`` with the task's prior maps added, cut from ``means`` (the training means, maps
     ``(C, H, W)`` at ``map_hw``) where each patch lies: at ``batch["corner"]`` ``(N, 2)`` (top, left), as
@@ -240,7 +247,7 @@ def network_input(task: Task, batch: dict) -> torch.Tensor:
         elif enc == "gray_detail":
             x = gray_detail(luminance(x) * 2 - 1, batch.get(task.mask))
         elif enc == "gray_log_detail":
-            x = gray_detail(torch.log(luminance(x).clamp(min=0) + LOG_DETAIL_FLOOR), batch.get(task.mask), LOG_DETAIL_STD)
+            x = gray_log_detail(luminance(x), batch.get(task.mask))
         elif enc == "signed":
             x = x * 2 - 1
         elif enc == "log_signed":
