@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--w-identity", type=float, default=None, help="identity-loss weight (default the fit's)")
     parser.add_argument("--identity-every", type=int, default=None, help="identity loss every N steps")
     parser.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
-                        help="other FitConfig fields, e.g. --set w_landmark=0.3 (numbers)")
+                        help="other FitConfig fields, e.g. --set w_landmark=0.3 mirror_fill=1")
     args = parser.parse_args()
     profile = get_profile("cpu", device="cpu")
     head = load_eduhead()
@@ -52,7 +52,8 @@ def main() -> None:
                 config.identity_every = args.identity_every
             for item in args.set:
                 key, value = item.split("=", 1)
-                setattr(config, key, type(getattr(config, key))(float(value)))
+                kind = type(getattr(config, key))
+                setattr(config, key, value if kind is str else kind(float(value)))
             res = fit(PHOTOS / f"{name}.jpg", profile, config=config, progress=False, head=head)
             key = f"{name} (offset)" if free_form else name
             out["photos"][key] = {**res.report, "wall_s": round(time.perf_counter() - t0, 1),

@@ -26,17 +26,22 @@ from avatarme_edu.lightstage.subjects import make_subject
 from avatarme_edu.profiles import get_profile
 
 
+def contrast_statistics(gray: torch.Tensor, mask: torch.Tensor, region: torch.Tensor) -> list[float]:
+    """Four numbers: the spread and the mean dark part of ``gray`` ``(1, H, W)`` over its local mean (a
+    Gaussian blur of 1 and of 3 texels inside ``mask``), taken over ``region`` ``(H, W)`` bool."""
+    out = []
+    for sigma in (1.0, 3.0):
+        low = gaussian_blur(gray, sigma, mask)
+        rel = ((gray - low) / (low + 1e-3))[0][region]
+        out += [float(rel.std()), float(rel.clamp(max=0).mean())]
+    return out
+
+
 def features(subject) -> list[float]:
     r = subject.reflectance
     mask = r.mask.bool()
     face = (subject.regions["face"] > 0.5) & mask
-    gray = r.diffuse_albedo.mean(0, keepdim=True)
-    out = []
-    for sigma in (1.0, 3.0):
-        low = gaussian_blur(gray, sigma, mask)
-        rel = ((gray - low) / (low + 1e-3))[0][face]
-        out += [float(rel.std()), float(rel.clamp(max=0).mean())]
-    return out
+    return contrast_statistics(r.diffuse_albedo.mean(0, keepdim=True), mask, face)
 
 
 def main() -> None:

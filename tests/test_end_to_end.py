@@ -51,7 +51,7 @@ def test_degraded_weights_spoil_one_network_only(tmp_path, cpu):
 def test_end_to_end_on_a_held_out_seed_and_a_failed_one(cpu):
     # seed 29's photo is one neither of dlib's detectors (HOG, then the CNN) finds a face in: a
     # failure, counted, not averaged
-    config = FitConfig(full_steps=10, landmark_steps=60)
+    config = FitConfig(full_steps=10)
     r = evaluate_end_to_end([4, 29], cpu, fit_config=config)
     assert r["reconstructed"] == [4] and [f["seed"] for f in r["failed"]] == [29]
     assert "no face found" in r["failed"][0]["failed"]

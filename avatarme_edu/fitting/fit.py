@@ -5,7 +5,8 @@
 1. **detect**: dlib's face and 68 landmarks (:func:`avatarme_edu.fitting.landmarks.detect_face`);
    the photo is cropped around the face (:func:`~avatarme_edu.fitting.fit_stages.face_crop`).
 2. **landmarks**: camera (rotation, translation), identity and expression coefficients so that the
-   model's 68 landmarks project onto dlib's (weighted least squares + coefficient priors). Which mesh
+   model's 68 landmarks project onto dlib's (weighted least squares + coefficient priors, solved by
+   Levenberg-Marquardt). Which mesh
    point is dlib's landmark, and how much each counts, is learned
    (:mod:`~avatarme_edu.fitting.landmark_embedding`: the jaw points slide with the yaw).
 3. **full**: everything, with the full objective of GANFIT: landmarks + photometric (the
@@ -127,8 +128,11 @@ class _Model:
 
     def landmarks(self, p: FitParams, cam: PinholeCamera) -> torch.Tensor:
         """``(68, 3)`` landmark vertices without the offset, from their rows of the model only (fast)."""
-        per_bin = (self.lm_mean + torch.einsum("k,kbvc->bvc", p.identity, self.lm_components)
-                   + torch.einsum("e,ebvc->bvc", p.expression, self.lm_blend))
+        return self.landmarks_from(p.identity, p.expression, cam)
+
+    def landmarks_from(self, identity: torch.Tensor, expression: torch.Tensor, cam: PinholeCamera) -> torch.Tensor:
+        per_bin = (self.lm_mean + torch.einsum("k,kbvc->bvc", identity, self.lm_components)
+                   + torch.einsum("e,ebvc->bvc", expression, self.lm_blend))
         w = self.emb.weights(yaw_deg(cam.rotation)).to(per_bin)
         return torch.einsum("b,bvc->vc", w, per_bin)
 
@@ -207,31 +211,7 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
 
     # --- stage 2: landmarks -------------------------------------------------------------------
     t0 = time.perf_counter()
-    for n in ("rotation", "translation", "identity", "expression"):
-        getattr(params, n).requires_grad_(True)
-    opt = torch.optim.Adam(params.groups(("rotation", "translation", "identity", "expression"), config.lr))
-    bar = tqdm(range(config.landmark_steps), desc="fit: landmarks", disable=not progress, leave=False)
-    for step in bar:
-        cam = params.camera(focal, size)
-        lm3 = model.landmarks(params, cam)
-        lm_loss = landmark_loss(cam.project(lm3)[0], target_lm, face_size, lm_weights)
-        # the rotation and translation settle first; then the shape may follow
-        shape_on = config.fit_shape and step >= config.landmark_steps // 3
-        reg = config.w_identity_coeff * (params.identity ** 2).sum() \
-            + config.w_expression * (params.expression ** 2).sum()
-        loss = config.w_landmark * lm_loss * 1e3 + (reg if shape_on else 0.0)
-        opt.zero_grad()
-        loss.backward()
-        if not shape_on:
-            params.identity.grad = None
-            params.expression.grad = None
-        opt.step()
-        with torch.no_grad():
-            params.expression.clamp_(-0.2, 1.0)
-        log("landmarks", loss.item(), lm_loss.item())
-        if config.snapshot_every and step % config.snapshot_every == 0:
-            snapshots.append({"stage": "landmarks", "step": step, "landmarks": cam.project(lm3)[0].detach().cpu()})
-        bar.set_postfix(landmark_px=f"{lm_loss.item() ** 0.5 * face_size:.2f}")
+    _landmark_stage(model, params, config, (focal, size), target_lm, face_size, lm_weights, log, snapshots, progress)
     times["landmarks"] = time.perf_counter() - t0
 
     # --- stage 3: the full objective ----------------------------------------------------------
@@ -320,6 +300,79 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
     times["report"] = time.perf_counter() - t0
     result.report["time_s"] = {k: round(v, 2) for k, v in times.items()}
     return result
+
+
+def _landmark_stage(model, params, config, camera_size, target_lm, face_size, lm_weights, log, snapshots, progress):
+    """Stage 2 by Levenberg-Marquardt, as classic 3DMM fitters do: the landmark loss is a sum of
+    squares over 68 points, so its Jacobian (136 rows, a few dozen unknowns) gives Newton-like steps.
+    Plain gradient steps crawl here: the shape moves the landmarks by a pixel or two where the pose
+    moves them by tens, and only the curvature tells the two apart. First the camera alone
+    (``landmark_steps // 3`` iterations), then camera, identity and expression. Updates ``params``."""
+    focal, size = camera_size
+    names = ["rotation", "translation"] + (["identity", "expression"] if config.fit_shape else [])
+    sizes = [getattr(params, n).numel() for n in names]
+    lm_scale = (config.w_landmark * 1e3 / lm_weights.sum()) ** 0.5 / face_size
+    point_w = lm_weights.sqrt()[:, None]
+
+    def unpack(x):
+        return dict(zip(names, torch.split(x, sizes)))
+
+    def residuals(x, shape_on):
+        p = unpack(x)
+        cam = params.camera_from(focal, size, p["rotation"], p["translation"])
+        ident, expr = p.get("identity", params.identity), p.get("expression", params.expression)
+        xy = cam.project(model.landmarks_from(ident, expr, cam))[0]
+        r = [(lm_scale * point_w * (xy - target_lm)).reshape(-1)]
+        if shape_on:  # the priors as residuals: the sum of squares is the stage's loss (landmarks x 1e3 + priors)
+            r += [config.w_identity_coeff ** 0.5 * ident, config.w_expression ** 0.5 * expr]
+        return torch.cat(r), xy
+
+    x = torch.cat([getattr(params, n).detach().reshape(-1) for n in names])
+    phases = [(False, config.landmark_steps // 3)] + ([(True, config.landmark_steps - config.landmark_steps // 3)]
+                                                       if config.fit_shape else [])
+    bar = tqdm(total=sum(n for _, n in phases), desc="fit: landmarks", disable=not progress, leave=False)
+    iteration = 0
+    for shape_on, n_iter in phases:
+        free = torch.ones_like(x, dtype=torch.bool)
+        if not shape_on:
+            free[sum(sizes[:2]):] = False
+        damping = 1e-3
+        r, xy = residuals(x, shape_on)
+        for _ in range(n_iter):
+            # forward mode, vectorised: one pass for a few dozen unknowns (the first call in a process
+            # costs about a second to set up)
+            jac = torch.func.jacfwd(lambda v: residuals(v, shape_on)[0])(x)[:, free]
+            jtj, jtr = jac.T @ jac, jac.T @ r
+            while True:  # raise the damping until the step lowers the loss
+                delta = torch.linalg.solve(jtj + damping * torch.diag(jtj.diagonal().clamp_min(1e-9)), -jtr)
+                trial = x.clone()
+                trial[free] += delta
+                if "expression" in names:
+                    e0 = sum(sizes[:3])
+                    trial[e0:].clamp_(-0.2, 1.0)
+                r_trial, xy_trial = residuals(trial, shape_on)
+                if r_trial.square().sum() <= r.square().sum() or damping > 1e8:
+                    break
+                damping *= 10
+            better = bool(r_trial.square().sum() <= r.square().sum())
+            converged = bool(r.square().sum() - r_trial.square().sum() < 1e-7 * r.square().sum())
+            if better:
+                x, r, xy, damping = trial, r_trial, xy_trial, max(damping / 10, 1e-7)
+            lm_part = r[:target_lm.numel()].square().sum() / (config.w_landmark * 1e3)  # = landmark_loss
+            log("landmarks", float(r.square().sum()), float(lm_part))
+            if config.snapshot_every:  # every iteration: there are few, and each is a visible jump
+                snapshots.append({"stage": "landmarks", "step": iteration, "landmarks": xy.detach().cpu()})
+            iteration += 1
+            bar.update(1)
+            bar.set_postfix(landmark_px=f"{float(lm_part) ** 0.5 * face_size:.2f}")
+            if not better or converged:
+                break
+    bar.total = bar.n  # converged early: the bar ends full
+    bar.refresh()
+    bar.close()
+    with torch.no_grad():
+        for n, v in unpack(x).items():
+            getattr(params, n).copy_(v.reshape(getattr(params, n).shape))
 
 
 def _pixel_weight(model: _Model, r, hit: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,8 @@ from pathlib import Path
 ROWS = (  # (key of the fit, key of the baseline, label, unit, better)
     ("shape_error_mm", "shape_error_mean_head_mm", "shape error, face region, after similarity alignment", "mm",
      "lower"),
+    ("identity_shape_error_mm", "shape_error_mean_head_mm", "the same, fitted identity with a neutral expression",
+     "mm", "lower"),
     ("landmark_error_px", "landmark_error_mean_head_px", "landmark error vs the true landmark vertices", "px",
      "lower"),
     ("texture_psnr_face_db", "texture_psnr_mean_texture_db", "texture PSNR vs the true texture, face texels", "dB",
@@ -47,8 +49,8 @@ def fit_table(result: dict) -> str:
 
 
 def per_seed_table(result: dict) -> str:
-    keys = ("seed", "pose_deg", "shape_error_mm", "shape_error_mean_head_mm", "landmark_error_px",
-            "landmark_error_mean_head_px", "texture_psnr_face_db", "texture_psnr_mean_texture_db", "fit_time_s")
+    keys = ("seed", "pose_deg", "shape_error_mm", "identity_shape_error_mm", "shape_error_mean_head_mm",
+            "landmark_error_px", "landmark_error_mean_head_px", "texture_psnr_face_db", "texture_psnr_mean_texture_db", "fit_time_s")
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for row in result["per_seed"]:
         lines.append("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")

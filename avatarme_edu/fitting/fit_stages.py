@@ -30,7 +30,7 @@ class FitConfig:
     """Iterations, sizes and loss weights of :func:`avatarme_edu.fitting.fit.fit` (defaults: cpu budget)."""
 
     crop_px: int = 144
-    landmark_steps: int = 100
+    landmark_steps: int = 30  # Levenberg-Marquardt iterations (at most; a third for the camera alone)
     full_steps: int = 60
     raster_every: int = 5  # re-rasterise the visibility buffer every this many steps
     snapshot_every: int = 0  # keep the landmarks (and rendering) every this many steps (0: none)
@@ -109,8 +109,13 @@ class FitParams:
     offset: torch.Tensor
 
     def camera(self, focal: float, size: int) -> PinholeCamera:
-        rot = rotation_matrix(self.rotation) @ FRONT_VIEW.to(self.rotation)
-        return PinholeCamera(rot, self.translation, focal, (size / 2, size / 2), (size, size))
+        return self.camera_from(focal, size, self.rotation, self.translation)
+
+    @staticmethod
+    def camera_from(focal: float, size: int, rotation: torch.Tensor, translation: torch.Tensor) -> PinholeCamera:
+        """The crop's pinhole camera for ``rotation`` (3,) axis-angle after the frontal view, ``translation`` (3,) m."""
+        rot = rotation_matrix(rotation) @ FRONT_VIEW.to(rotation)
+        return PinholeCamera(rot, translation, focal, (size / 2, size / 2), (size, size))
 
     def groups(self, names, lr: dict) -> list[dict]:
         return [{"params": [getattr(self, n)], "lr": lr[n]} for n in names]

@@ -7,6 +7,7 @@ camera colour and tone, the light baked in) and rendered as a photo from a rando
 
 * **shape error** in mm: mean distance of the fitted face vertices to the true ones after a
   similarity alignment (Umeyama) over the face region, next to the same number for EduHead's mean head;
+  also for the fitted identity alone, with a neutral expression (the subjects are neutral);
 * **landmark error** in px: fitted landmark vertices projected by the fitted camera vs the true
   landmark vertices projected by the true camera (and vs dlib's detections, in the fit's report),
   next to the same fit with the shape held at the mean head (``FitConfig(fit_shape=False)``: camera,
@@ -40,6 +41,7 @@ from avatarme_edu.profiles import Profile, get_profile
 PHOTO_HW = (384, 384)
 FACE_FRACTION = 0.42  # the face's landmark spread as a fraction of the photo's width (a head-and-shoulders portrait)
 FOCAL = 3.0  # focal length in photo widths
+ORACLE_IDENTITY_PRIOR = 1e-4  # FitConfig.w_identity_coeff when the fit is given the true landmarks
 
 
 @dataclass
@@ -175,7 +177,8 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
 
     A seed whose photo dlib finds no face in is kept as a row with its ``error`` and left out of the means.
     ``oracle_landmarks``: fit the true landmarks (EduHead's landmark vertices through the true camera)
-    instead of dlib's - what the fit makes of perfect landmarks, apart from the detector's errors."""
+    instead of dlib's, with a weak identity prior (:data:`ORACLE_IDENTITY_PRIOR`) - what the fit makes
+    of perfect landmarks, apart from the detector's errors."""
     from dataclasses import replace
 
     from avatarme_edu.fitting.fit import fit
@@ -189,7 +192,9 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
     seeds = check_held_out(seeds)
     config = config or FitConfig()
     if oracle_landmarks:
-        config = replace(config, learned_landmarks=False)
+        # a prior's weight should follow the landmarks' noise: exact landmarks deserve a weak one (the
+        # default is set against dlib's errors, which are ~5x what the population's shapes move the points)
+        config = replace(config, learned_landmarks=False, w_identity_coeff=ORACLE_IDENTITY_PRIOR)
     head = _head().to(profile.device)
     texture_model = texture_model or default_texture_model(profile)
     weights = face_vertex_weights(head).to(profile.device)
@@ -226,6 +231,10 @@ def evaluate_fit(seeds, profile: Profile, config=None, texture_model=None, progr
             "seed": int(seed), "pose_deg": [round(x, 1) for x in sp.rotation_deg],
             "shape_error_mm": round(shape_error_mm(res.mesh.vertices.to(profile.device), true_v, weights), 3),
             "shape_error_mean_head_mm": round(shape_error_mm(head.vertices(), true_v, weights), 3),
+            # the fitted identity alone (neutral face, no offset): the subjects are neutral, so this
+            # separates what the identity recovers from what a fitted expression adds
+            "identity_shape_error_mm": round(shape_error_mm(head.vertices(res.params.identity.to(profile.device)),
+                                                            true_v, weights), 3),
             "landmark_error_px": round(float((lm_fit - sp.landmarks.cpu()).norm(dim=-1).mean()), 3),
             "landmark_error_mean_head_px": round(float((mean_lm_xy - sp.landmarks.cpu()).norm(dim=-1).mean()), 3),
             "pose_error_mean_head_deg": round(rotation_error_deg(base.camera.rotation.cpu(),
