@@ -307,7 +307,8 @@ def _landmark_stage(model, params, config, camera_size, target_lm, face_size, lm
     squares over 68 points, so its Jacobian (136 rows, a few dozen unknowns) gives Newton-like steps.
     Plain gradient steps crawl here: the shape moves the landmarks by a pixel or two where the pose
     moves them by tens, and only the curvature tells the two apart. First the camera alone
-    (``landmark_steps // 3`` iterations), then camera, identity and expression. Updates ``params``."""
+    (``landmark_steps // 3`` iterations at most), then camera, identity and expression (the camera alone
+    throughout when ``config.fit_shape`` is off). Updates ``params``."""
     focal, size = camera_size
     names = ["rotation", "translation"] + (["identity", "expression"] if config.fit_shape else [])
     sizes = [getattr(params, n).numel() for n in names]
@@ -328,9 +329,9 @@ def _landmark_stage(model, params, config, camera_size, target_lm, face_size, lm
         return torch.cat(r), xy
 
     x = torch.cat([getattr(params, n).detach().reshape(-1) for n in names])
-    phases = [(False, config.landmark_steps // 3)] + ([(True, config.landmark_steps - config.landmark_steps // 3)]
-                                                       if config.fit_shape else [])
-    bar = tqdm(total=sum(n for _, n in phases), desc="fit: landmarks", disable=not progress, leave=False)
+    budget = config.landmark_steps
+    phases = [(False, budget // 3), (True, budget - budget // 3)] if config.fit_shape else [(False, budget)]
+    bar = tqdm(total=budget, desc="fit: landmarks", disable=not progress, leave=False)
     iteration = 0
     for shape_on, n_iter in phases:
         free = torch.ones_like(x, dtype=torch.bool)

@@ -65,6 +65,7 @@ def test_synthetic_fit_recovers_pose_shape_and_texture(small, tmp_path):
     assert report["landmark_error_px"] >= 0 and "identity_distance_textured_rendering" in report
 
 
+@pytest.mark.slow
 def test_the_landmark_stage_recovers_a_shape_from_exact_landmarks(small):
     """Stage 2 alone (Levenberg-Marquardt), given a random EduHead person's own landmark vertices seen by a
     turned camera: the shape comes back (measured 0.39-0.54 mm against 1.15-1.50 mm for the mean head on
