@@ -52,8 +52,7 @@ def main() -> None:
                 config.identity_every = args.identity_every
             for item in args.set:
                 key, value = item.split("=", 1)
-                kind = type(getattr(config, key))
-                setattr(config, key, value if kind is str else kind(float(value)))
+                setattr(config, key, type(getattr(config, key))(float(value)))
             res = fit(PHOTOS / f"{name}.jpg", profile, config=config, progress=False, head=head)
             key = f"{name} (offset)" if free_form else name
             out["photos"][key] = {**res.report, "wall_s": round(time.perf_counter() - t0, 1),

@@ -310,16 +310,11 @@ def _landmark_stage(model, params, config, camera_size, target_lm, face_size, lm
     (``landmark_steps // 3`` iterations at most), then camera, identity and expression (the camera alone
     throughout when ``config.fit_shape`` is off). Updates ``params``."""
     focal, size = camera_size
-    names = ["rotation", "translation"] + (["identity", "expression"] if config.fit_shape else [])
-    sizes = [getattr(params, n).numel() for n in names]
     lm_scale = (config.w_landmark * 1e3 / lm_weights.sum()) ** 0.5 / face_size
     point_w = lm_weights.sqrt()[:, None]
 
-    def unpack(x):
-        return dict(zip(names, torch.split(x, sizes)))
-
-    def residuals(x, shape_on):
-        p = unpack(x)
+    def residuals(p: dict, shape_on: bool):
+        """The stacked residuals ``(R,)`` and the projected landmarks ``(68, 2)`` for the unknowns ``p``."""
         cam = params.camera_from(focal, size, p["rotation"], p["translation"])
         ident, expr = p.get("identity", params.identity), p.get("expression", params.expression)
         xy = cam.project(model.landmarks_from(ident, expr, cam))[0]
@@ -328,30 +323,35 @@ def _landmark_stage(model, params, config, camera_size, target_lm, face_size, lm
             r += [config.w_identity_coeff ** 0.5 * ident, config.w_expression ** 0.5 * expr]
         return torch.cat(r), xy
 
-    x = torch.cat([getattr(params, n).detach().reshape(-1) for n in names])
     budget = config.landmark_steps
-    phases = [(False, budget // 3), (True, budget - budget // 3)] if config.fit_shape else [(False, budget)]
+    camera = ("rotation", "translation")
+    phases = [(camera, budget // 3), (camera + ("identity", "expression"), budget - budget // 3)] \
+        if config.fit_shape else [(camera, budget)]
     bar = tqdm(total=budget, desc="fit: landmarks", disable=not progress, leave=False)
     iteration = 0
-    for shape_on, n_iter in phases:
-        free = torch.ones_like(x, dtype=torch.bool)
-        if not shape_on:
-            free[sum(sizes[:2]):] = False
+    for names, n_iter in phases:
+        shape_on = "identity" in names
+        sizes = [getattr(params, n).numel() for n in names]
+
+        def unpack(x):
+            return dict(zip(names, torch.split(x, sizes)))
+
+        def res_of(x):
+            return residuals(unpack(x), shape_on)[0]
+
+        x = torch.cat([getattr(params, n).detach().reshape(-1) for n in names])
         damping = 1e-3
-        r, xy = residuals(x, shape_on)
+        r, xy = residuals(unpack(x), shape_on)
         for _ in range(n_iter):
             # forward mode, vectorised: one pass for a few dozen unknowns (the first call in a process
             # costs about a second to set up)
-            jac = torch.func.jacfwd(lambda v: residuals(v, shape_on)[0])(x)[:, free]
+            jac = torch.func.jacfwd(res_of)(x)
             jtj, jtr = jac.T @ jac, jac.T @ r
             while True:  # raise the damping until the step lowers the loss
-                delta = torch.linalg.solve(jtj + damping * torch.diag(jtj.diagonal().clamp_min(1e-9)), -jtr)
-                trial = x.clone()
-                trial[free] += delta
-                if "expression" in names:
-                    e0 = sum(sizes[:3])
-                    trial[e0:].clamp_(-0.2, 1.0)
-                r_trial, xy_trial = residuals(trial, shape_on)
+                trial = x + torch.linalg.solve(jtj + damping * torch.diag(jtj.diagonal().clamp_min(1e-9)), -jtr)
+                if shape_on:
+                    trial[-sizes[-1]:].clamp_(-0.2, 1.0)  # the expression weights, as the full stage keeps them
+                r_trial, xy_trial = residuals(unpack(trial), shape_on)
                 if r_trial.square().sum() <= r.square().sum() or damping > 1e8:
                     break
                 damping *= 10
@@ -368,12 +368,12 @@ def _landmark_stage(model, params, config, camera_size, target_lm, face_size, lm
             bar.set_postfix(landmark_px=f"{float(lm_part) ** 0.5 * face_size:.2f}")
             if not better or converged:
                 break
+        with torch.no_grad():
+            for n, v in unpack(x).items():
+                getattr(params, n).copy_(v.reshape(getattr(params, n).shape))
     bar.total = bar.n  # converged early: the bar ends full
     bar.refresh()
     bar.close()
-    with torch.no_grad():
-        for n, v in unpack(x).items():
-            getattr(params, n).copy_(v.reshape(getattr(params, n).shape))
 
 
 def _pixel_weight(model: _Model, r, hit: torch.Tensor) -> torch.Tensor:

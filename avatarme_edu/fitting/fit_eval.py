@@ -50,7 +50,8 @@ def fit_table(result: dict) -> str:
 
 def per_seed_table(result: dict) -> str:
     keys = ("seed", "pose_deg", "shape_error_mm", "identity_shape_error_mm", "shape_error_mean_head_mm",
-            "landmark_error_px", "landmark_error_mean_head_px", "texture_psnr_face_db", "texture_psnr_mean_texture_db", "fit_time_s")
+            "landmark_error_px", "landmark_error_mean_head_px", "texture_psnr_face_db", "texture_psnr_mean_texture_db",
+            "fit_time_s")
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for row in result["per_seed"]:
         lines.append("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")

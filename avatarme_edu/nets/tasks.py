@@ -32,7 +32,8 @@ mapped ``2x - 1``, normals are already there. The normals networks see gray(A_D)
 the local detail of its log at unit spread (``gray_log_detail``) - the same information, at the scale of
 what they must read from it: a pore or wrinkle floor darkens the albedo by a fraction, whatever the
 skin tone. ψ reads that detail too, beside A_D in colour (the pores' depth tells the sebum). De-lighting
-reads the texture also as its log (``log_signed``): light and exposure multiply. RCAN sees the texture as it is (linear RGB in [0, 1]).
+reads the texture also as its log (``log_signed``): light and exposure multiply. RCAN sees the texture as
+it is (linear RGB in [0, 1]).
 Outputs are maps in the project's convention (albedo in [0, 1], unit normals), see the generator's
 output heads in :mod:`~avatarme_edu.nets.pix2pixhd`.
 """
@@ -133,11 +134,11 @@ PRIOR_KEYS = {"specular_albedo_prior": "specular_albedo_map"}
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("sr", "rcan", (("texture_low", "as_is"),), "texture", 3, "linear", "T -> T̂ (RCAN)"),
-    Task("delight", "generator", (("texture", "signed"), ("depth", "signed"), ("texture", "log_signed")), "diffuse_albedo", 3,
-         paper="δ(T̂, D_O) -> A_D", residual="texture", residual_mode="multiply", global_branch=True),
-    Task("delight_no_shape", "generator", (("texture", "signed"), ("texture", "log_signed")), "diffuse_albedo", 3,
-         paper="δ(T̂) -> A_D",
-         residual="texture", residual_mode="multiply", global_branch=True),
+    Task("delight", "generator", (("texture", "signed"), ("depth", "signed"), ("texture", "log_signed")),
+         "diffuse_albedo", 3, paper="δ(T̂, D_O) -> A_D", residual="texture", residual_mode="multiply",
+         global_branch=True),
+    Task("delight_no_shape", "generator", (("texture", "signed"), ("texture", "log_signed")), "diffuse_albedo",
+         3, paper="δ(T̂) -> A_D", residual="texture", residual_mode="multiply", global_branch=True),
     Task("delight_normals_input", "generator", (("texture", "signed"), ("normals_object", "as_is"),
                                                 ("texture", "log_signed")),
          "diffuse_albedo", 3, paper="δ(T̂, N_O) -> A_D", residual="texture", residual_mode="multiply",
