@@ -18,6 +18,7 @@ from pathlib import Path
 from avatarme_edu.evaluation import add_evaluate_parser
 from avatarme_edu.fitting.fit_cli import add_fit_parser
 from avatarme_edu.fitting.texture_gan_train import add_train_gan_parser
+from avatarme_edu.nets.specular_level_train import add_train_level_parser
 from avatarme_edu.nets.train import add_train_parser
 from avatarme_edu.pipeline_io import add_reconstruct_parser
 from avatarme_edu.profiles import PROFILE_NAMES, get_profile
@@ -227,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="with --end-to-end: steps of the fit's full objective")
     p.set_defaults(func=_cmd_evaluate)
     add_train_gan_parser(sub)
+    add_train_level_parser(sub)
     return parser
 
 

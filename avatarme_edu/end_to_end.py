@@ -102,12 +102,15 @@ def _chain(shape, profile: Profile, weights, low=None, sharp=None, albedo=None) 
     def w(name):
         return None if weights is None else Path(weights) / f"{name}.safetensors"
 
+    measured = albedo is not None  # ψ's level head reads pores: only a measured albedo shows them (pipeline.py)
     if albedo is None:
         if sharp is None:
             sharp = stages.super_resolve(low, profile, w("sr"))
         albedo = stages.delight(sharp, shape, profile, w("delight"))
     return {"diffuse_albedo": albedo,
-            "specular_albedo": stages.specular_albedo(albedo, profile, w("specular_albedo"), mask=shape.mask),
+            "specular_albedo": stages.specular_albedo(albedo, profile, w("specular_albedo"), mask=shape.mask,
+                                                      level_head=stages.find_level_head(weights, profile, shape.hw)
+                                                      if measured else False),
             "specular_normals": stages.specular_normals(albedo, shape, profile, w("specular_normals")),
             "diffuse_normals": stages.diffuse_normals(albedo, shape, profile, w("diffuse_normals"))}
 

@@ -15,7 +15,9 @@ delighting         ``network`` δ(T̂, D_O), ``no_shape`` δ(T̂),       PSNR, S
                    ``normals_input`` δ(T̂, N_O) (where its weights
                    are in the folder), ``texture``,
                    ``balanced_texture``
-specular_albedo    ``network`` ψ(A_D), ``mean_map``                PSNR, SSIM vs A_S
+specular_albedo    ``network`` ψ(A_D) with its level head,         PSNR, SSIM vs A_S
+                   ``no_level_head`` ψ alone (where the folder
+                   holds a head), ``mean_map``
 specular_normals   ``network`` ρ, ``shape_normals`` (N_T)          angle to N_S (deg), also face
 diffuse_normals    ``network`` σ, ``shape_normals`` (N_O)          angle to N_D (deg), also face
 =================  ==============================================  ==============================
@@ -100,6 +102,7 @@ def evaluate_subject(seed: int, profile: Profile, weights_dir: str | os.PathLike
                      means: dict | None = None) -> dict:
     """The results dict (see the module docstring) of one held-out identity."""
     from avatarme_edu import stages
+    from avatarme_edu.nets.specular_level import set_level
     from avatarme_edu.nets.weights import WEIGHTS_DIR
 
     wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR / profile.name
@@ -126,9 +129,12 @@ def evaluate_subject(seed: int, profile: Profile, weights_dir: str | os.PathLike
         "texture": _colour(texture, albedo, mask),
         "balanced_texture": _colour(balanced_texture(texture, mask, means["diffuse_albedo_colour"]), albedo, mask),
     }
+    # ψ with its level head (nets/specular_level.py), where there is one for these maps, and without
+    head = stages.find_level_head(wdir, profile, tuple(mask.shape))
+    psi = stages.specular_albedo(albedo, profile, w["specular_albedo"], mask, means, level_head=False)
     out["specular_albedo"] = {
-        "network": _colour(stages.specular_albedo(albedo, profile, w["specular_albedo"], mask, means), r.specular_albedo,
-                           mask),
+        "network": _colour(set_level(psi, mask, head.predict(albedo, mask)) if head else psi, r.specular_albedo, mask),
+        **({"no_level_head": _colour(psi, r.specular_albedo, mask)} if head else {}),
         "mean_map": _colour(means["specular_albedo_map"].to(mask.device) * mask, r.specular_albedo, mask),
     }
     out["specular_normals"] = {

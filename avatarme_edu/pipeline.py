@@ -200,7 +200,11 @@ def reconstruct(photo, profile: Profile | str | None = None, *, weights=None, fi
     albedo = stages.delight(texture_sr, shape, profile, _weights(weights, "delight"))
     done("delight", t0)
     t0 = time.perf_counter()
-    spec = stages.specular_albedo(albedo, profile, _weights(weights, "specular_albedo"), mask=shape.mask)
+    # ψ's level head reads pores, and δ's albedo of a fitted texture has none at the cpu size (its finest
+    # band is δ's noise): the head would read dry skin (-6.1 dB end to end, nets/specular_level.py), so
+    # the pipeline keeps ψ's own level
+    spec = stages.specular_albedo(albedo, profile, _weights(weights, "specular_albedo"), mask=shape.mask,
+                                  level_head=False)
     done("specular_albedo", t0)
     t0 = time.perf_counter()
     n_s = stages.specular_normals(albedo, shape, profile, _weights(weights, "specular_normals"))

@@ -133,11 +133,15 @@ def delight(texture: torch.Tensor, shape, profile: Profile, weights: Weights = N
 
 
 def specular_albedo(diffuse_albedo: torch.Tensor, profile: Profile, weights: Weights = None,
-                    mask: torch.Tensor | None = None, means: dict | None = None) -> torch.Tensor:
+                    mask: torch.Tensor | None = None, means: dict | None = None, level_head=None) -> torch.Tensor:
     """A_S = ψ(A_D): the specular albedo ``(1, H, W)`` in [0, 1] from the diffuse albedo ``(3, H, W)``.
 
     The network refines the training set's mean specular map (:mod:`~avatarme_edu.nets.tasks`):
-    ``means`` (default: ``training_means.safetensors`` beside the weights file) holds it."""
+    ``means`` (default: ``training_means.safetensors`` beside the weights file) holds it. Its overall
+    level is then set by ψ's level head (:mod:`~avatarme_edu.nets.specular_level`), which reads the whole
+    face's pores, lines and beard: ``level_head`` None takes the profile's committed head when there is
+    one for maps of this size, a path or a :class:`~avatarme_edu.nets.specular_level.LevelHead` that one, False none (the
+    pipeline's choice at the cpu profile, whose albedo shows no pores; see that module)."""
     _check_map(diffuse_albedo, "diffuse_albedo", 3, mask.shape if mask is not None else None)
     task = get_task("specular_albedo")
     net = load_network(task, profile, weights)  # first: a missing weights file says how to train it
@@ -149,7 +153,40 @@ def specular_albedo(diffuse_albedo: torch.Tensor, profile: Profile, weights: Wei
     maps = add_priors(task, {"diffuse_albedo": diffuse_albedo.float()[None]}, means)
     if mask is not None:  # a grey-detail input would be taken inside the valid texels, as in training
         maps["mask"] = mask.bool()[None]
-    return _translate(task, {k: v[0] for k, v in maps.items()}, mask, profile, net, diffuse_albedo.device)
+    out = _translate(task, {k: v[0] for k, v in maps.items()}, mask, profile, net, diffuse_albedo.device)
+    head = _level_head(level_head, profile, tuple(diffuse_albedo.shape[-2:]))
+    if head is None:
+        return out
+    from avatarme_edu.nets.specular_level import set_level
+
+    valid = mask.bool() if mask is not None else diffuse_albedo.amax(0) > 0
+    return set_level(out, valid, head.predict(diffuse_albedo, valid))
+
+
+def _level_head(level_head, profile: Profile, hw: tuple[int, int]):
+    """The :class:`~avatarme_edu.nets.specular_level.LevelHead` that ``level_head`` names, or None."""
+    from avatarme_edu.nets.specular_level import LevelHead, load_level_head
+
+    if level_head is False:
+        return None
+    if isinstance(level_head, LevelHead):
+        return level_head
+    if level_head is None:
+        return find_level_head(None, profile, hw)
+    return load_level_head(level_head)
+
+
+def find_level_head(weights_dir, profile: Profile, hw: tuple[int, int]):
+    """ψ's level head for ``hw`` maps: the one in the folder ``weights_dir`` where it holds one, else the
+    profile's committed one; None where there is none, or it was fitted on maps of another size (its
+    statistics are per texel)."""
+    from avatarme_edu.nets.specular_level import load_level_head
+
+    path = None if weights_dir is None else Path(weights_dir) / "specular_level.safetensors"
+    if path is None or not path.is_file():
+        path = default_weights_path("specular_level", profile)
+    head = load_level_head(path) if path.is_file() else None
+    return head if head is not None and tuple(head.map_hw) == tuple(hw) else None
 
 
 def specular_normals(diffuse_albedo: torch.Tensor, shape, profile: Profile, weights: Weights = None) -> torch.Tensor:
