@@ -91,9 +91,9 @@ def train_level_head(out: str | os.PathLike, profile: Profile, identities: int =
     from avatarme_edu.lightstage.dataset.subject_files import one_torch_thread
     from avatarme_edu.nets.train import machine_description
 
+    ids = training_ids(first_id, identities)  # bad numbers fail here, before any folder is made
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ids = training_ids(first_id, identities)
     rows_path = out / "rows.jsonl"
     rows = _read_rows(rows_path)
     todo = [i for i in ids if i not in rows]

@@ -118,6 +118,9 @@ def test_training_identities_only(tmp_path):
     assert training_ids(2, 5) == [2, 3, 5, 6, 7]
     with pytest.raises(ValueError, match="held out"):
         identity_row(9, _tiny())
+    with pytest.raises(ValueError, match="at least 3 identities"):  # refused before a folder is made
+        train_level_head(tmp_path / "run", _tiny(), identities=2, progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_command_paints_fits_and_resumes(tmp_path):
