@@ -7,7 +7,7 @@ cpu size, no capture or in-the-wild texture needed), and the head's statistics o
 face-mean log level of A_S are kept - one line per identity in ``OUT/rows.jsonl``, so a stopped run
 picks up where it was. Then the ridge regression is fitted in closed form (:func:`fit_level_head`)
 and written to ``OUT/specular_level.safetensors`` with ``OUT/log.json``: the leave-one-out R² of every
-ridge strength tried and, as the learning curve, the leave-one-out R² with the first 40, 80, 160, ...
+ridge strength tried and, as the learning curve (`curve_by_identities`), the leave-one-out R² with the first 40, 80, 160, ...
 identities. ``--export`` copies the head into the profile's committed weights and records it in the
 manifest.
 
@@ -114,7 +114,7 @@ def train_level_head(out: str | os.PathLike, profile: Profile, identities: int =
     log = {"task": "specular_level", "profile": profile.name, "command": command, "first_id": first_id,
            "identities": len(ids), "train_identities": [ids[0], ids[-1]], "held_out_rule": "id % 5 == 4 never painted",
            "ridge": head.ridge, "loo_r2": {str(k): round(v, 4) for k, v in r2.items()},
-           "level_std": round(float(levels.std()), 4), "curve": learning_curve(features, levels, profile.map_hw, head.ridge),
+           "level_std": round(float(levels.std()), 4), "curve_by_identities": learning_curve(features, levels, profile.map_hw, head.ridge),
            # painting time summed over the rows (a resumed run counts its earlier part), plus this run's fit
            "wall_s": round(sum(rows[i]["seconds"] for i in ids) + time.perf_counter() - t_fit, 1),
            "machine": machine_description(profile)}

@@ -52,10 +52,12 @@ def test_whole_map_results_are_added_to_each_network(tmp_path):
     from avatarme_edu.nets.manifest import add_results
 
     m = tmp_path / "MANIFEST.json"
-    update_manifest(m, {"delight": {"steps": 3}, "texture_gan": {"steps": 1}})
+    update_manifest(m, {"delight": {"steps": 3}, "texture_gan": {"steps": 1}, "specular_albedo": {"steps": 2}})
     r = tmp_path / "r.json"
-    r.write_text(json.dumps({"delighting": {"network": {"psnr": 21.0, "ssim": 0.8}, "texture": {"psnr": 15.0}}}))
+    r.write_text(json.dumps({"delighting": {"network": {"psnr": 21.0, "ssim": 0.8}, "texture": {"psnr": 15.0}},
+                             "specular_albedo": {"network": {"psnr": 28.0}, "no_level_head": {"psnr": 27.0}}}))
     add_results(m, r, [4, 9])
     got = json.loads(m.read_text())
     assert got["delight"]["held_out_maps"] == {"seeds": [4, 9], "results": str(r), "psnr": 21.0, "ssim": 0.8}
+    assert got["specular_albedo"]["held_out_maps"]["psnr"] == 27.0  # ψ's own numbers, without its level head
     assert got["delight"]["steps"] == 3 and got["texture_gan"] == {"steps": 1}

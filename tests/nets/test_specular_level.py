@@ -128,7 +128,7 @@ def test_the_command_paints_fits_and_resumes(tmp_path):
     log = train_level_head(tmp_path, profile, identities=5, first_id=0, progress=False, command="test")
     rows = (tmp_path / "rows.jsonl").read_text().splitlines()
     assert [json.loads(r)["id"] for r in rows] == [0, 1, 2, 3, 5]
-    assert log["identities"] == 5 and log["curve"][-1]["identities"] == 5 and log["wall_s"] > 0
+    assert log["identities"] == 5 and log["curve_by_identities"][-1]["identities"] == 5 and log["wall_s"] > 0
     head = load_level_head(tmp_path / "specular_level.safetensors")
     assert head.map_hw == (96, 144) and math.isfinite(head.intercept)
     # a second run finds every identity painted: the same rows, the same head
