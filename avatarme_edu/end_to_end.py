@@ -109,8 +109,7 @@ def _chain(shape, profile: Profile, weights, low=None, sharp=None, albedo=None) 
         albedo = stages.delight(sharp, shape, profile, w("delight"))
     return {"diffuse_albedo": albedo,
             "specular_albedo": stages.specular_albedo(albedo, profile, w("specular_albedo"), mask=shape.mask,
-                                                      level_head=stages.find_level_head(weights, profile, shape.hw)
-                                                      if measured else False),
+                                                      level_head=None if measured else False),
             "specular_normals": stages.specular_normals(albedo, shape, profile, w("specular_normals")),
             "diffuse_normals": stages.diffuse_normals(albedo, shape, profile, w("diffuse_normals"))}
 

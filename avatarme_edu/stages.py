@@ -139,8 +139,8 @@ def specular_albedo(diffuse_albedo: torch.Tensor, profile: Profile, weights: Wei
     The network refines the training set's mean specular map (:mod:`~avatarme_edu.nets.tasks`):
     ``means`` (default: ``training_means.safetensors`` beside the weights file) holds it. Its overall
     level is then set by ψ's level head (:mod:`~avatarme_edu.nets.specular_level`), which reads the whole
-    face's pores, lines and beard: ``level_head`` None takes the profile's committed head when there is
-    one for maps of this size, a path or a :class:`~avatarme_edu.nets.specular_level.LevelHead` that one, False none (the
+    face's pores, lines and beard: ``level_head`` None takes the head beside the weights file, else the
+    profile's committed one, when there is one for maps of this size; a path or a :class:`~avatarme_edu.nets.specular_level.LevelHead` that one, False none (the
     pipeline's choice at the cpu profile, whose albedo shows no pores; see that module)."""
     _check_map(diffuse_albedo, "diffuse_albedo", 3, mask.shape if mask is not None else None)
     task = get_task("specular_albedo")
@@ -154,7 +154,7 @@ def specular_albedo(diffuse_albedo: torch.Tensor, profile: Profile, weights: Wei
     if mask is not None:  # a grey-detail input would be taken inside the valid texels, as in training
         maps["mask"] = mask.bool()[None]
     out = _translate(task, {k: v[0] for k, v in maps.items()}, mask, profile, net, diffuse_albedo.device)
-    head = _level_head(level_head, profile, tuple(diffuse_albedo.shape[-2:]))
+    head = _level_head(level_head, profile, tuple(diffuse_albedo.shape[-2:]), weights)
     if head is None:
         return out
     from avatarme_edu.nets.specular_level import set_level
@@ -163,8 +163,9 @@ def specular_albedo(diffuse_albedo: torch.Tensor, profile: Profile, weights: Wei
     return set_level(out, valid, head.predict(diffuse_albedo, valid))
 
 
-def _level_head(level_head, profile: Profile, hw: tuple[int, int]):
-    """The :class:`~avatarme_edu.nets.specular_level.LevelHead` that ``level_head`` names, or None."""
+def _level_head(level_head, profile: Profile, hw: tuple[int, int], weights: Weights = None):
+    """The :class:`~avatarme_edu.nets.specular_level.LevelHead` that ``level_head`` names, or None; by
+    default the one beside ψ's weights file (as its training means), else the committed one."""
     from avatarme_edu.nets.specular_level import LevelHead, load_level_head
 
     if level_head is False:
@@ -172,7 +173,8 @@ def _level_head(level_head, profile: Profile, hw: tuple[int, int]):
     if isinstance(level_head, LevelHead):
         return level_head
     if level_head is None:
-        return find_level_head(None, profile, hw)
+        folder = Path(weights).parent if isinstance(weights, (str, os.PathLike)) else None
+        return find_level_head(folder, profile, hw)
     return load_level_head(level_head)
 
 

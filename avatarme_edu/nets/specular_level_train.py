@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from avatarme_edu.nets.specular_level import (RIDGES, face_log_level, fit_level_head, level_features)
+from avatarme_edu.nets.specular_level import face_log_level, fit_level_head, level_features
 from avatarme_edu.profiles import Profile
 
 HEAD_NAME = "specular_level.safetensors"
@@ -166,4 +166,4 @@ def run_train_level(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["RIDGES", "training_ids", "identity_row", "train_level_head", "export_level_head", "learning_curve"]
+__all__ = ["training_ids", "identity_row", "train_level_head", "export_level_head", "learning_curve"]

@@ -110,6 +110,10 @@ def test_the_stage_sets_psi_s_level_from_the_head_and_only_where_asked(tmp_path)
     # the default: the committed head is for the cpu maps (384x576), not these, so ψ alone
     default = stages.specular_albedo(albedo, profile, tmp_path / "psi.safetensors", mask, means)
     assert torch.equal(default, plain)
+    # a head beside the weights file is the default, as the training means are
+    head.save(tmp_path / "specular_level.safetensors")
+    beside = stages.specular_albedo(albedo, profile, tmp_path / "psi.safetensors", mask, means)
+    assert torch.equal(beside, levelled)
     with pytest.raises(ValueError, match="fitted on"):
         head.predict(torch.nn.functional.pad(albedo, (0, 8)), torch.nn.functional.pad(mask, (0, 8)))
 
