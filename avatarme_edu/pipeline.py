@@ -202,7 +202,7 @@ def reconstruct(photo, profile: Profile | str | None = None, *, weights=None, fi
     t0 = time.perf_counter()
     # ψ's level head reads pores, and δ's albedo of a fitted texture has none at the cpu size (its finest
     # band is δ's noise): the head would read dry skin (-6.1 dB end to end, nets/specular_level.py), so
-    # the pipeline keeps ψ's own level
+    # the pipeline keeps ψ's own level, the training subjects' mean (ψ is trained at one level)
     spec = stages.specular_albedo(albedo, profile, _weights(weights, "specular_albedo"), mask=shape.mask,
                                   level_head=False)
     done("specular_albedo", t0)

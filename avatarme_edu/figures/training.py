@@ -87,12 +87,14 @@ def _ipython_updater() -> Callable[[Figure, dict], None]:
 
 def train_live(task, profile, data: str | os.PathLike, out: str | os.PathLike, steps: int, chunk: int = 5,
                batch_size: int = 4, seed: int = 0, lr: float | None = None,
-               on_update: Callable[[Figure, dict], None] | None = None, show: bool = True) -> dict:
+               on_update: Callable[[Figure, dict], None] | None = None, show: bool = True,
+               normalise_level: bool = False) -> dict:
     """Train ``task`` on the dataset ``data`` for ``steps`` steps in ``chunk``-step pieces; returns the log.
 
     After each piece the loss curve is redrawn: ``on_update(fig, log)`` when given, else (``show``) in
     the notebook's output, replaced in place. Weights go to ``out/<task>.safetensors`` as with
     ``avatarme-edu train``; no held-out validation (the notebook scores the result itself).
+    ``normalise_level``: ψ on every subject at one level, as the committed ψ (``train --normalise-level``).
     """
     from avatarme_edu.nets.checkpoint import checkpoint_info
     from avatarme_edu.nets.tasks import get_task
@@ -111,7 +113,8 @@ def train_live(task, profile, data: str | os.PathLike, out: str | os.PathLike, s
     targets = list(range(done + chunk, steps, chunk)) + [steps]
     for target in targets:
         log = train_from_dataset(task, profile, data, out, target, batch_size=batch_size, seed=seed, lr=lr,
-                                 resume=ckpt.is_file(), checkpoint_every=chunk, val_every=0, progress=False)
+                                 resume=ckpt.is_file(), checkpoint_every=chunk, val_every=0, progress=False,
+                                 normalise_level=normalise_level)
         if update is not None:
             update(loss_curve(log, title=f"{task.name}: step {target} of {steps}"), log)
     return log

@@ -78,7 +78,9 @@ def run_record(run_dir: str | os.PathLike, task_name: str | None = None) -> dict
         dataset = {"command": cmd, "seed": m["seed"], "n_subjects": m["n_subjects"],
                    "expressions": m["expressions"], "train_identities": m["split"]["train"]}
     command = info.get("command", "")
-    return {"file": weights.name, "task": name, "profile": log["profile"], "command": command,
+    # ψ trained with --normalise-level: its patch numbers are against targets at this one level
+    extra = {"level_normalised_to": info["level_normalised_to"]} if "level_normalised_to" in info else {}
+    return {**extra, "file": weights.name, "task": name, "profile": log["profile"], "command": command,
             "reproduce": reproduce_command(command, steps) if command else "", "data": dataset,
             "steps": steps, "batch_size": info.get("batch_size"), "seed": log["seed"],
             "wall_s": round(float(log["wall_s"]), 1), "machine": info.get("machine", ""),

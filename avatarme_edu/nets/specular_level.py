@@ -24,12 +24,14 @@ The level is ``w . standardised(features) + b``, a ridge regression fitted in cl
 identities' neutral maps, its strength chosen by leave-one-out on those identities
 (:func:`fit_level_head`; ``avatarme-edu train-specular-level``, :mod:`~.specular_level_train`).
 :func:`set_level` then scales ψ's map so its face-mean log level is the head's: ψ keeps the pattern,
-the head sets the level.
+the head sets the level. ψ itself is trained on every subject scaled to one level, the training
+subjects' mean (:func:`normalise_levels`, ``avatarme-edu train specular_albedo --normalise-level``): a patch
+cannot tell the level, so ψ should not spend itself guessing it; alone it answers at that mean level.
 
 **Where it applies.** It reads pores, so it needs an albedo that shows them: a measured one (the light
 stage's, the check of ``avatarme-edu evaluate``). At the cpu profile the pipeline's albedo (δ of a
 super-resolved 96x144 texture) has no pores - its finest band holds δ's own noise at a quarter of a
-measured albedo's energy - and the head would read dry skin there; the pipeline keeps ψ's own level
+measured albedo's energy - and the head would read dry skin there; the pipeline keeps ψ's own level (the training mean)
 (measured: ``results/reflectance_training.md``).
 """
 
@@ -111,6 +113,33 @@ def set_level(specular_albedo: torch.Tensor, mask: torch.Tensor, level: float) -
     clipped to [0, 1]."""
     gain = math.exp(level - face_log_level(specular_albedo, mask))
     return (specular_albedo * gain).clamp(0, 1)
+
+
+def subject_levels(dataset) -> dict[tuple[int, str], float]:
+    """``(identity, expression) -> face_log_level`` of every subject-expression of a
+    :class:`~avatarme_edu.lightstage.dataset.PatchDataset` split (its files, checked as it reads them)."""
+    levels = {}
+    for entry in dataset.entries:
+        f = dataset._handle(entry)
+        levels[(entry.id, entry.expression)] = face_log_level(f.get_tensor("specular_albedo").float(),
+                                                              f.get_tensor("mask").bool())
+    return levels
+
+
+def normalise_levels(batch: dict, levels: dict[tuple[int, str], float], reference: float,
+                     key: str = "specular_albedo") -> dict:
+    """``batch`` with each patch's ``batch[key]`` ``(N, 1, P, P)`` scaled by its subject's
+    ``exp(reference - level)``: every subject at one face-mean log level, so a network trained on it
+    learns the pattern and leaves the level to the head (``avatarme-edu train --normalise-level``).
+    The patches' subjects come from ``batch["subject_id"]`` and ``batch["expression"]``."""
+    ids, expressions = batch["subject_id"].tolist(), batch["expression"]
+    missing = [(i, e) for i, e in zip(ids, expressions) if (i, e) not in levels]
+    if missing:
+        raise KeyError(f"no level for subject-expressions {missing[:3]}")
+    gain = torch.tensor([math.exp(reference - levels[(i, e)]) for i, e in zip(ids, expressions)])
+    out = dict(batch)
+    out[key] = (batch[key].float() * gain.view(-1, 1, 1, 1)).clamp(0, 1)
+    return out
 
 
 @dataclass

@@ -24,6 +24,11 @@ minimum (the held-out angle of a normals run swung by 10 % between checkpoints);
 sits nearer its centre, without a learning-rate schedule that would need to know when the run ends.
 The average is part of the checkpoint, so resume stays exact.
 
+**Learning-rate schedule** (``lr_schedule``): ``constant`` (pix2pixHD's, and what a run stopped by
+``--max-minutes`` needs) or ``cosine``: the rate falls from its start to zero along half a cosine over the
+run's ``steps`` (Loshchilov & Hutter 2017), so the last steps refine instead of jitter; it needs ``steps``
+to be the run's real length. The rate is set from the step number before each step, so resume stays exact.
+
 **Augmentation** (``Task.augment``): ψ sees half its training patches' A_D as the pipeline will
 make it - without detail finer than the fitted texture's texels, colour level a little off
 (:mod:`~avatarme_edu.nets.augment`); validation and inference see the albedo as it is.
@@ -45,6 +50,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -64,6 +70,7 @@ EMA_DECAY = 0.995  # the saved weights average about the last 200 steps
 #: RCAN's gradient-norm ceiling: typical norms are 0.01-0.06 on cpu patches. Without it a run at lr 2e-3
 #: diverged after 27 minutes (held-out patches 35.8 -> 15.6 dB within 200 steps).
 RCAN_CLIP_NORM = 0.1
+LR_SCHEDULES = ("constant", "cosine")
 CHECKPOINT_NAME = "checkpoint.safetensors"
 LOG_NAME = "log.json"
 
@@ -94,6 +101,13 @@ class Trainer:
             self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr or 2e-4, betas=(0.5, 0.999))
             self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr or 2e-4, betas=(0.5, 0.999))
             self.optimizers = {"G": self.opt_G, "D": self.opt_D}
+
+    def set_lr_factor(self, factor: float) -> None:
+        """Every optimiser's rate = its starting rate x ``factor`` (the schedule's value at this step)."""
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * factor
 
     @property
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -158,6 +172,15 @@ class Trainer:
                 "d": loss_d.item()}
 
 
+def lr_factor(schedule: str, step: int, steps: int) -> float:
+    """The learning rate of step ``step`` (0-based) of ``steps``, as a fraction of the starting rate."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
+    raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
+
+
 def _write_json(obj: dict, path: Path) -> None:
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     tmp.write_text(json.dumps(obj, indent=1))
@@ -167,7 +190,8 @@ def _write_json(obj: dict, path: Path) -> None:
 def train(task: Task, profile: Profile, make_batches: Callable[[], Iterable[dict]], out: str | os.PathLike,
           steps: int, seed: int = 0, lr: float | None = None, resume: bool = False, checkpoint_every: int = 100,
           validate: Callable[[torch.nn.Module, int], dict] | None = None, val_every: int = 0,
-          progress: bool = True, info: dict | None = None, max_minutes: float | None = None) -> dict:
+          progress: bool = True, info: dict | None = None, max_minutes: float | None = None,
+          lr_schedule: str = "constant") -> dict:
     """Train ``task`` for ``steps`` steps in total; writes under ``out``:
 
     * ``checkpoint.safetensors`` every ``checkpoint_every`` steps and at the end (for ``resume``);
@@ -178,17 +202,19 @@ def train(task: Task, profile: Profile, make_batches: Callable[[], Iterable[dict
     ``validate(G, step)`` (every ``val_every`` steps) returns held-out numbers for the log.
     ``max_minutes``: stop early once the training steps have taken this long (a classroom budget on a
     loaded machine); the log's ``steps_done`` and the weights' ``steps`` say where it stopped, and
-    ``--steps`` that number repeats the run exactly. Returns the log.
+    ``--steps`` that number repeats the run exactly. ``lr_schedule``: see the module docstring.
+    Returns the log.
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be an int >= 1, got {checkpoint_every!r}")
+    lr_factor(lr_schedule, 0, steps)  # a bad schedule fails before any work
     out = Path(out)
     ckpt, log_path = out / CHECKPOINT_NAME, out / LOG_NAME
     trainer = Trainer(task, profile, seed, lr)
-    log = {"task": task.name, "profile": profile.name, "seed": seed, "steps": steps, "info": info or {},
-           "wall_s": 0.0, "entries": []}
+    log = {"task": task.name, "profile": profile.name, "seed": seed, "steps": steps, "lr_schedule": lr_schedule,
+           "info": info or {}, "wall_s": 0.0, "entries": []}
     step = 0
     if resume:
         if not ckpt.is_file():
@@ -232,6 +258,7 @@ def train(task: Task, profile: Profile, make_batches: Callable[[], Iterable[dict
         if batch is None:
             raise ValueError(f"the batch source ended after {step} batches; {steps} steps need {steps} batches")
         t0 = time.perf_counter()
+        trainer.set_lr_factor(lr_factor(lr_schedule, step, steps))
         losses = trainer.step(batch)
         dt = time.perf_counter() - t0
         log["wall_s"] += dt
@@ -294,6 +321,11 @@ def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
     p.add_argument("--seed", type=int, default=0, help="weights initialisation and patch order")
     p.add_argument("--batch-size", type=int, default=8, help="patches per step (default 8)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-4 RCAN, 2e-4 pix2pixHD)")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
+                   help="constant (default) or cosine: down to zero over --steps (then --steps must be the run's length)")
+    p.add_argument("--normalise-level", action="store_true",
+                   help="specular_albedo only: train on every subject scaled to one face-mean level "
+                        "(the pattern; the level head sets the level)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop early after this many minutes of training steps (the log says how many were done)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -307,19 +339,37 @@ def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
 def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, out: str | os.PathLike, steps: int,
                        batch_size: int = 8, seed: int = 0, lr: float | None = None, resume: bool = False,
                        checkpoint_every: int = 100, val_every: int = 100, val_patches: int = 8,
-                       max_minutes: float | None = None, info: dict | None = None, progress: bool = True) -> dict:
+                       max_minutes: float | None = None, info: dict | None = None, progress: bool = True,
+                       lr_schedule: str = "constant", normalise_level: bool = False) -> dict:
     """Train ``task`` on a light-stage dataset's training identities, scored on a fixed batch of its
     held-out ones (:mod:`~avatarme_edu.nets.validate`); what :func:`train` writes, and returns its log.
 
     Super-resolution uses the (texture, texture at ``sr_hw``) pairs where the maps are not exactly the
     texture x ``sr_scale`` (the paper profile), see :func:`~avatarme_edu.nets.tasks.task_for_profile`.
+
+    ``normalise_level`` (ψ only): every subject's target is scaled to the training subjects' mean
+    face-mean log level (:func:`~avatarme_edu.nets.specular_level.normalise_levels`), held-out ones too,
+    so ψ learns the pattern and the level head sets the level; the log's ``info`` keeps the level.
     """
     from avatarme_edu.lightstage.dataset import PatchDataset, patch_loader
     from avatarme_edu.nets.tasks import task_for_profile
     from avatarme_edu.nets.validate import held_out_batch, validator
 
     task = task_for_profile(task, profile)
+    if normalise_level and task.target != "specular_albedo":
+        raise ValueError(f"--normalise-level is for specular_albedo, not {task.name}")
     train_set = PatchDataset(data, "train", profile, keys=task.keys)  # fails early on a bad dataset
+    levels, reference = {}, 0.0
+    if normalise_level:
+        from avatarme_edu.nets.specular_level import normalise_levels, subject_levels
+
+        levels = subject_levels(train_set)
+        reference = sum(levels.values()) / len(levels)
+        info = {**(info or {}), "level_normalised_to": reference}
+
+    def level(batch):
+        return normalise_levels(batch, levels, reference) if normalise_level else batch
+
     means = {}
     if task.priors:  # the UV prior comes from the training identities; it goes with the weights
         from avatarme_edu.lightstage.dataset.means import MEANS_NAME, save_training_means, training_means
@@ -328,18 +378,20 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
         save_training_means(means, Path(out) / MEANS_NAME, str(data))
 
     def make_batches():
-        return (add_priors(task, b, means)
+        return (level(add_priors(task, b, means))
                 for b in patch_loader(data, "train", profile, batch_size, keys=task.keys, seed=seed))
 
     val = None
     if val_every > 0:
-        val_batch = add_priors(task, held_out_batch(data, task, profile, val_patches, seed=12345), means)
+        if normalise_level:  # the validation patches' subjects, brought to the same level
+            levels.update(subject_levels(PatchDataset(data, "held_out", profile, keys=task.keys)))
+        val_batch = level(add_priors(task, held_out_batch(data, task, profile, val_patches, seed=12345), means))
         val = validator(task, val_batch, out)
     info = {"data": str(data), "batch_size": batch_size, "machine": machine_description(profile),
             "train_identities": train_set.identities, **(info or {})}
     return train(task, profile, make_batches, out, steps, seed=seed, lr=lr, resume=resume,
                  checkpoint_every=checkpoint_every, validate=val, val_every=val_every, info=info,
-                 max_minutes=max_minutes, progress=progress)
+                 max_minutes=max_minutes, progress=progress, lr_schedule=lr_schedule)
 
 
 def run_train(args) -> int:
@@ -369,7 +421,8 @@ def run_train(args) -> int:
     argv = argv if argv[:1] == ["train"] else ["train", *argv]  # `python -m avatarme_edu.nets` drops "train"
     log = train_from_dataset(task, profile, data, out, args.steps, args.batch_size, args.seed, args.lr, args.resume,
                              args.checkpoint_every, args.val_every, args.val_patches, args.max_minutes,
-                             info={"command": shlex.join(["avatarme-edu", *argv])})
+                             info={"command": shlex.join(["avatarme-edu", *argv])}, lr_schedule=args.lr_schedule,
+                             normalise_level=args.normalise_level)
     last = [e for e in log["entries"] if "loss" in e][-1]
     vals = [e for e in log["entries"] if "val" in e]
     print(f"{task.name}: {log['steps_done']} steps in {log['wall_s']:.0f} s, last loss {last['loss']:.4f}"

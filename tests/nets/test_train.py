@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from avatarme_edu.nets.tasks import get_task
-from avatarme_edu.nets.train import RCAN_CLIP_NORM, Trainer, train
+from avatarme_edu.nets.train import RCAN_CLIP_NORM, Trainer, lr_factor, train
 from avatarme_edu.nets.weights import load_weights
 from avatarme_edu.profiles import get_profile
 
@@ -56,6 +56,33 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, name, t
     assert [e["step"] for e in log["entries"]] == [1, 2, 3, 4, 5, 6]
     net = load_weights(tmp_path / "half" / f"{name}.safetensors", name, p)
     assert sum(v.numel() for v in net.state_dict().values()) > 0
+
+
+def test_the_cosine_schedule_falls_to_zero_and_an_interrupted_run_resumes_exactly(tmp_path, tiny, batch_source):
+    import itertools
+
+    assert lr_factor("constant", 7, 10) == 1.0
+    assert [lr_factor("cosine", s, 10) for s in (0, 5, 10)] == pytest.approx([1.0, 0.5, 0.0], abs=1e-12)
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine"):
+        train(get_task("sr"), tiny, batch_source(), tmp_path / "bad", 2, lr_schedule="step", progress=False)
+    assert not (tmp_path / "bad").exists()  # refused before any work
+    task, p, batches = get_task("sr"), tiny, batch_source
+    full = train(task, p, batches(), tmp_path / "full", 6, seed=3, checkpoint_every=2, progress=False,
+                 lr_schedule="cosine")
+    # a run of 6 steps that dies after step 3 (its source runs dry), then resumed: the same schedule
+    with pytest.raises(ValueError, match="ended after 3 batches"):
+        train(task, p, lambda: itertools.islice(batches()(), 3), tmp_path / "half", 6, seed=3, checkpoint_every=3,
+              progress=False, lr_schedule="cosine")
+    train(task, p, batches(), tmp_path / "half", 6, seed=3, resume=True, progress=False, lr_schedule="cosine")
+    a = load_file(str(tmp_path / "full" / "checkpoint.safetensors"))
+    b = load_file(str(tmp_path / "half" / "checkpoint.safetensors"))
+    for k in a:
+        if not k.startswith("rng/"):
+            assert torch.equal(a[k], b[k]), k
+    constant = train(task, p, batches(), tmp_path / "constant", 6, seed=3, progress=False)
+    assert constant["entries"][0]["loss"] == full["entries"][0]["loss"]  # same first step (factor 1)
+    assert constant["entries"][-1]["loss"] != full["entries"][-1]["loss"]  # then the rates differ
+    assert full["lr_schedule"] == "cosine"
 
 
 def test_resume_is_exact_when_the_loader_draws_from_torchs_generator_as_it_starts(tmp_path, tiny, batch_source):
@@ -212,3 +239,39 @@ def test_the_saved_weights_are_the_moving_average_of_the_trained_ones(tmp_path, 
     assert ema, sorted(ckpt)[:5]
     for k, v in saved.state_dict().items():
         assert torch.equal(v, ema[k]), k
+
+
+def test_normalise_level_trains_psi_on_every_subject_at_one_level(tmp_path, tiny_dataset, monkeypatch):
+    from avatarme_edu.lightstage.dataset import PatchDataset, patch_loader
+    from avatarme_edu.lightstage.dataset.read import load_maps
+    from avatarme_edu.nets import specular_level
+    from avatarme_edu.nets.specular_level import face_log_level, normalise_levels, subject_levels
+    from avatarme_edu.nets.train import train_from_dataset
+
+    p, data = tiny_dataset
+    task = get_task("specular_albedo")
+    levels = subject_levels(PatchDataset(data, "train", p, keys=task.keys))
+    assert sorted(levels) == [(i, "neutral") for i in range(4)]
+    m = load_maps(data / "subject_0002")
+    assert levels[(2, "neutral")] == pytest.approx(face_log_level(m["specular_albedo"], m["mask"]), abs=1e-6)
+    assert len(set(round(v, 4) for v in levels.values())) == 4  # the subjects differ in level
+    # a patch of subject i is scaled by exp(reference - level_i), one gain per patch
+    batch = next(iter(patch_loader(data, "train", p, 4, keys=task.keys, seed=1, n_batches=1)))
+    out = normalise_levels(batch, levels, -3.0)
+    for k, (i, e) in enumerate(zip(batch["subject_id"].tolist(), batch["expression"])):
+        gain = out["specular_albedo"][k] / batch["specular_albedo"][k].clamp_min(1e-6)
+        valid = batch["specular_albedo"][k] > 1e-3
+        assert gain[valid] == pytest.approx(torch.full_like(gain[valid], float(torch.exp(torch.tensor(-3.0 - levels[(i, e)])))), rel=1e-4)
+    with pytest.raises(KeyError, match="no level for subject-expressions"):
+        normalise_levels(batch, {}, 0.0)
+    # training sees only normalised targets; the log keeps the level they were brought to
+    seen = []
+    real = specular_level.normalise_levels
+    monkeypatch.setattr(specular_level, "normalise_levels", lambda b, lv, ref: seen.append(ref) or real(b, lv, ref))
+    log = train_from_dataset(task, p, data, tmp_path / "psi", 2, batch_size=2, val_every=2, val_patches=2,
+                             progress=False, normalise_level=True)
+    reference = sum(levels.values()) / len(levels)
+    assert log["info"]["level_normalised_to"] == pytest.approx(reference)
+    assert len(seen) == 3 and all(r == pytest.approx(reference) for r in seen)  # 2 training batches + validation
+    with pytest.raises(ValueError, match="--normalise-level is for specular_albedo, not sr"):
+        train_from_dataset(get_task("sr"), p, data, tmp_path / "sr", 2, progress=False, normalise_level=True)
