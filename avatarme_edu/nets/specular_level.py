@@ -117,12 +117,13 @@ def set_level(specular_albedo: torch.Tensor, mask: torch.Tensor, level: float) -
 
 def subject_levels(dataset) -> dict[tuple[int, str], float]:
     """``(identity, expression) -> face_log_level`` of every subject-expression of a
-    :class:`~avatarme_edu.lightstage.dataset.PatchDataset` split (its files, checked as it reads them)."""
+    :class:`~avatarme_edu.lightstage.dataset.PatchDataset` split (each file checked as it is read)."""
+    from avatarme_edu.lightstage.dataset.read import load_maps
+
     levels = {}
     for entry in dataset.entries:
-        f = dataset._handle(entry)
-        levels[(entry.id, entry.expression)] = face_log_level(f.get_tensor("specular_albedo").float(),
-                                                              f.get_tensor("mask").bool())
+        maps = load_maps(entry.file.parent, entry.expression)
+        levels[(entry.id, entry.expression)] = face_log_level(maps["specular_albedo"], maps["mask"])
     return levels
 
 

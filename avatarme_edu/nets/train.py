@@ -322,7 +322,8 @@ def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
     p.add_argument("--batch-size", type=int, default=8, help="patches per step (default 8)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-4 RCAN, 2e-4 pix2pixHD)")
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
-                   help="constant (default) or cosine: down to zero over --steps (then --steps must be the run's length)")
+                   help="constant (default) or cosine: down to zero over --steps "
+                        "(then --steps must be the run's length)")
     p.add_argument("--normalise-level", action="store_true",
                    help="specular_albedo only: train on every subject scaled to one face-mean level "
                         "(the pattern; the level head sets the level)")
