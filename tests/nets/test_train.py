@@ -277,3 +277,21 @@ def test_normalise_level_trains_psi_on_every_subject_at_one_level(tmp_path, tiny
     assert len(seen) == 3 and all(r == pytest.approx(reference) for r in seen)  # 2 training batches + validation
     with pytest.raises(ValueError, match="--normalise-level is for specular_albedo, not sr"):
         train_from_dataset(get_task("sr"), p, data, tmp_path / "sr", 2, progress=False, normalise_level=True)
+
+
+@pytest.mark.parametrize("name", ["sr", "delight"])  # plain L1, and the GAN with its discriminator
+def test_bf16_training_lowers_the_loss_and_keeps_float32_weights(tmp_path, name, tiny, make_batch, batch_source):
+    task = get_task(name)
+    trainer = Trainer(task, tiny, seed=0, lr=3e-3, precision="bf16")
+    b = make_batch(n=2, p=16, seed=5)
+    before = trainer.losses(b)["l1"].item()
+    for _ in range(30):
+        out = trainer.step(b)
+    assert all(math.isfinite(v) for v in out.values())
+    assert trainer.losses(b)["l1"].item() < 0.8 * before
+    assert all(p.dtype == torch.float32 for p in trainer.G.parameters())
+    log = train(task, tiny, batch_source(), tmp_path / "run", 2, precision="bf16", progress=False)
+    assert log["precision"] == "bf16"
+    assert {t.dtype for t in load_file(str(tmp_path / "run" / f"{task.name}.safetensors")).values()} == {torch.float32}
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        Trainer(task, tiny, precision="fp16")
