@@ -62,7 +62,7 @@ def _cpu(device: str) -> Profile:
     return Profile(
         name="cpu", device=device, texture_hw=(96, 144), sr_scale=4, map_hw=(384, 576),
         patch_size=128, window_size=384, window_stride=256,
-        rcan_groups=2, rcan_blocks=4, rcan_channels=32, rcan_reduction=8, rcan_upsampler="one_shot",
+        rcan_groups=4, rcan_blocks=4, rcan_channels=32, rcan_reduction=8, rcan_upsampler="one_shot",
         gen_ngf=24, gen_downsample=3, gen_blocks=4, n_discriminators=2,
     )
 

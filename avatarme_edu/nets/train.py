@@ -313,8 +313,16 @@ def machine_description(profile: Profile) -> str:
 
     if profile.torch_device.type == "cuda":
         return f"{torch.cuda.get_device_name(profile.torch_device)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    cpu, bf16 = platform.processor() or platform.machine(), ""
+    try:  # Linux names the model, and whether bfloat16 has hardware support (--precision bf16's speed)
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+        flags = next(line for line in lines if line.startswith("flags")).split()
+        bf16 = " (AVX-512 BF16)" if "avx512_bf16" in flags else " (no AVX-512 BF16)"
+    except (OSError, StopIteration, IndexError):
+        pass
+    return (f"{cpu}{bf16}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+            f"torch {torch.__version__}")
 
 
 def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821

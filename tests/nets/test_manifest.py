@@ -18,6 +18,7 @@ def test_a_run_is_recorded_with_its_curve_and_other_keys_are_kept(tmp_path, tiny
                                              "batch_size": 2})
     rec = run_record(run)
     assert rec["steps"] == 4 and rec["task"] == "sr" and rec["reproduce"] == "avatarme-edu train sr --steps 4"
+    assert rec["precision"] == "fp32"
     assert [c["step"] for c in rec["curve"]] == [2, 4]
     assert [c["val"]["psnr"] for c in rec["curve"]] == [20.0, 21.0]
     # training time at each validation, rounded to 0.1 s: it grows and ends at the run's time

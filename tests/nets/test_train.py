@@ -295,3 +295,10 @@ def test_bf16_training_lowers_the_loss_and_keeps_float32_weights(tmp_path, name,
     assert {t.dtype for t in load_file(str(tmp_path / "run" / f"{task.name}.safetensors")).values()} == {torch.float32}
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
         Trainer(task, tiny, precision="fp16")
+
+
+def test_machine_description_names_the_cpu_threads_and_torch(tiny):
+    from avatarme_edu.nets.train import machine_description
+
+    text = machine_description(tiny)
+    assert f"{torch.get_num_threads()} torch threads" in text and torch.__version__ in text
