@@ -19,7 +19,7 @@ from avatarme_edu.evaluation import add_evaluate_parser
 from avatarme_edu.fitting.fit_cli import add_fit_parser
 from avatarme_edu.fitting.texture_gan_train import add_train_gan_parser
 from avatarme_edu.nets.specular_level_train import add_train_level_parser
-from avatarme_edu.nets.train import add_train_parser
+from avatarme_edu.nets.train_command import add_train_parser
 from avatarme_edu.pipeline_io import add_reconstruct_parser
 from avatarme_edu.profiles import PROFILE_NAMES, get_profile
 from avatarme_edu.seeds import MAX_SEED, check_seed, seed_arg

@@ -18,7 +18,8 @@ import time
 import torch
 
 from avatarme_edu.nets.tasks import TASKS, example_batch
-from avatarme_edu.nets.train import PRECISIONS, Trainer, machine_description
+from avatarme_edu.nets.train import PRECISIONS, Trainer
+from avatarme_edu.nets.train_command import machine_description
 from avatarme_edu.profiles import get_profile
 
 

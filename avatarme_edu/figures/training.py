@@ -2,7 +2,7 @@
 
 * :func:`loss_curve` - one panel per loss term of a training log (:func:`avatarme_edu.nets.train.train`'s
   ``log.json``): every step faint, a moving average on top;
-* :func:`train_live` - :func:`~avatarme_edu.nets.train.train_from_dataset` in chunks of steps, redrawing
+* :func:`train_live` - :func:`~avatarme_edu.nets.train.train_command.train_from_dataset` in chunks of steps, redrawing
   the curve after each chunk. Each chunk resumes the last one's checkpoint, and resume is exact
   (:mod:`avatarme_edu.nets.train`), so the chunks change nothing: ``N`` steps in chunks are the weights
   of ``N`` steps in one go. A folder that already holds a run of this task is continued.
@@ -98,7 +98,8 @@ def train_live(task, profile, data: str | os.PathLike, out: str | os.PathLike, s
     """
     from avatarme_edu.nets.checkpoint import checkpoint_info
     from avatarme_edu.nets.tasks import get_task
-    from avatarme_edu.nets.train import CHECKPOINT_NAME, train_from_dataset
+    from avatarme_edu.nets.train import CHECKPOINT_NAME
+    from avatarme_edu.nets.train_command import train_from_dataset
 
     task = get_task(task) if isinstance(task, str) else task
     if not isinstance(steps, int) or steps < 1 or not isinstance(chunk, int) or chunk < 1:

@@ -6,7 +6,8 @@
 * :mod:`~avatarme_edu.nets.tasks`      - which maps go in and come out of each of AvatarMe's networks;
 * :mod:`~avatarme_edu.nets.weights`    - safetensors weights with their configuration;
 * :mod:`~avatarme_edu.nets.checkpoint` - training checkpoints (weights, optimiser, step, random state);
-* :mod:`~avatarme_edu.nets.train`      - the training loop with exact resume, and ``avatarme-edu train``;
+* :mod:`~avatarme_edu.nets.train`      - the training loop with exact resume;
+* :mod:`~avatarme_edu.nets.train_command` - ``avatarme-edu train``: a network trained on a light-stage dataset;
 * :mod:`~avatarme_edu.nets.validate`   - held-out numbers and figures during training;
 * :mod:`~avatarme_edu.nets.manifest`   - the committed weights' manifest: command, data, steps, held-out curve.
 
@@ -23,7 +24,8 @@ from avatarme_edu.nets.pix2pixhd import (
 )
 from avatarme_edu.nets.rcan import RCAN, rcan_from_profile
 from avatarme_edu.nets.tasks import TASKS, Task, build_network, get_task, network_input, network_target
-from avatarme_edu.nets.train import Trainer, add_train_parser, run_train, train
+from avatarme_edu.nets.train import Trainer, train
+from avatarme_edu.nets.train_command import add_train_parser, run_train
 from avatarme_edu.nets.weights import default_weights_path, load_weights, read_weights_info, save_weights
 
 __all__ = [

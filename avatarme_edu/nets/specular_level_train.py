@@ -89,7 +89,7 @@ def train_level_head(out: str | os.PathLike, profile: Profile, identities: int =
     """Paint the training identities, fit the head, write ``OUT/specular_level.safetensors`` and ``OUT/log.json``."""
     from avatarme_edu.geometry.head import load_eduhead
     from avatarme_edu.lightstage.dataset.subject_files import one_torch_thread
-    from avatarme_edu.nets.train import machine_description
+    from avatarme_edu.nets.train_command import machine_description
 
     ids = training_ids(first_id, identities)  # bad numbers fail here, before any folder is made
     out = Path(out)

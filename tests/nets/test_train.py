@@ -129,7 +129,7 @@ def small_dataset(tmp_path_factory):
 def _parse(argv):
     import argparse
 
-    from avatarme_edu.nets.train import add_train_parser
+    from avatarme_edu.nets.train_command import add_train_parser
 
     parser = argparse.ArgumentParser()
     add_train_parser(parser.add_subparsers(dest="command"))
@@ -162,7 +162,7 @@ def test_train_command_on_a_light_stage_dataset(tmp_path, small_dataset, capsys)
 
 
 def test_standalone_command_reports_bad_input_in_one_line(tmp_path, capsys):
-    from avatarme_edu.nets.train import main
+    from avatarme_edu.nets.train_command import main
 
     assert main(["sr", "--profile", "cpu", "--steps", "0", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -187,7 +187,7 @@ def tiny_dataset(tmp_path_factory):
 @pytest.mark.parametrize("name, sr_scale", [("sr", 4), ("sr", 2), ("specular_normals", 4)])
 def test_training_on_a_dataset_writes_weights_log_and_held_out_numbers(tmp_path, tiny_dataset, name, sr_scale):
     from avatarme_edu.nets.tasks import SR_PAIRS
-    from avatarme_edu.nets.train import train_from_dataset
+    from avatarme_edu.nets.train_command import train_from_dataset
 
     p, data = tiny_dataset
     p = p.replace(sr_scale=sr_scale)  # x2 of 24x36 is 48x72, not the 96x144 maps: the paper's case
@@ -247,7 +247,7 @@ def test_normalise_level_trains_psi_on_every_subject_at_one_level(tmp_path, tiny
     from avatarme_edu.lightstage.dataset.read import load_maps
     from avatarme_edu.nets import specular_level
     from avatarme_edu.nets.specular_level import face_log_level, normalise_levels, subject_levels
-    from avatarme_edu.nets.train import train_from_dataset
+    from avatarme_edu.nets.train_command import train_from_dataset
 
     p, data = tiny_dataset
     task = get_task("specular_albedo")
@@ -298,7 +298,7 @@ def test_bf16_training_lowers_the_loss_and_keeps_float32_weights(tmp_path, name,
 
 
 def test_machine_description_names_the_cpu_threads_and_torch(tiny):
-    from avatarme_edu.nets.train import machine_description
+    from avatarme_edu.nets.train_command import machine_description
 
     text = machine_description(tiny)
     assert f"{torch.get_num_threads()} torch threads" in text and torch.__version__ in text
