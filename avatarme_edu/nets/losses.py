@@ -29,6 +29,15 @@ def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | Non
     return (err * m).sum() / (m.sum() * err.shape[1]).clamp_min(1.0)
 
 
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error over valid texels (shapes as :func:`masked_l1`): what PSNR measures."""
+    err = (pred - target) ** 2
+    if mask is None:
+        return err.mean()
+    m = mask.unsqueeze(1).to(err.dtype)
+    return (err * m).sum() / (m.sum() * err.shape[1]).clamp_min(1.0)
+
+
 def lsgan_loss(scores: list[list[torch.Tensor]], real: bool) -> torch.Tensor:
     """Least-squares GAN loss of a multi-scale discriminator's output (last feature of each scale),
     summed over the scales as in pix2pixHD."""

@@ -3,7 +3,7 @@
 ``avatarme_edu/data/weights/<profile>/MANIFEST.json`` holds one entry per network file::
 
     {"<network>": {"file", "command", "reproduce", "data": {"command", "seed", "n_subjects", "expressions",
-                   "train_identities"}, "steps", "batch_size", "seed", "precision", "wall_s", "machine",
+                   "train_identities"}, "steps", "batch_size", "seed", "precision", "pixel_loss", "wall_s", "machine",
                    "held_out_patches": {...}, "curve": [{"step", "wall_s", "val"}, ...], ...}}
 
 ``command`` is the command that was run; ``reproduce`` the same with ``--steps`` the steps it did and
@@ -83,7 +83,7 @@ def run_record(run_dir: str | os.PathLike, task_name: str | None = None) -> dict
     return {**extra, "file": weights.name, "task": name, "profile": log["profile"], "command": command,
             "reproduce": reproduce_command(command, steps) if command else "", "data": dataset,
             "steps": steps, "batch_size": info.get("batch_size"), "seed": log["seed"],
-            "precision": log.get("precision", "fp32"), "wall_s": round(float(log["wall_s"]), 1),
+            "precision": log.get("precision", "fp32"), "pixel_loss": log.get("pixel_loss", "l1"), "wall_s": round(float(log["wall_s"]), 1),
             "machine": info.get("machine", ""),
             "held_out_patches": curve[-1]["val"] if curve else None, "curve": curve}
 

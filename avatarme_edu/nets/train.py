@@ -24,6 +24,11 @@ minimum (the held-out angle of a normals run swung by 10 % between checkpoints);
 sits nearer its centre, without a learning-rate schedule that would need to know when the run ends.
 The average is part of the checkpoint, so resume stays exact.
 
+**Pixel loss** (``pixel_loss``, networks without a discriminator): ``l1`` (RCAN's and pix2pixHD's) or ``l2``,
+the mean squared error that PSNR measures. Where the input cannot tell the detail (pores under blur,
+noise and JPEG), L1 is minimised by the median of the possible answers and L2 by their mean, which is
+what scores best in PSNR. The log keeps both.
+
 **Learning-rate schedule** (``lr_schedule``): ``constant`` (pix2pixHD's, and what a run stopped by
 ``--max-minutes`` needs) or ``cosine``: the rate falls from its start to zero along half a cosine over the
 run's ``steps`` (Loshchilov & Hutter 2017), so the last steps refine instead of jitter; it needs ``steps``
@@ -66,7 +71,7 @@ import torch
 
 from avatarme_edu.nets.augment import pipeline_albedo
 from avatarme_edu.nets.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
-from avatarme_edu.nets.losses import FEATURE_MATCHING_WEIGHT, feature_matching_loss, lsgan_loss, masked_l1
+from avatarme_edu.nets.losses import FEATURE_MATCHING_WEIGHT, feature_matching_loss, lsgan_loss, masked_l1, masked_mse
 from avatarme_edu.nets.tasks import Task, batch_mask, build_network, network_input, network_target
 from avatarme_edu.nets.weights import save_weights
 from avatarme_edu.profiles import Profile
@@ -78,6 +83,7 @@ EMA_DECAY = 0.995  # the saved weights average about the last 200 steps
 RCAN_CLIP_NORM = 0.1
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16")
+PIXEL_LOSSES = ("l1", "l2")
 CHECKPOINT_NAME = "checkpoint.safetensors"
 LOG_NAME = "log.json"
 
@@ -87,14 +93,19 @@ class Trainer:
     ``D`` the multi-scale discriminator (translation tasks only). Weights are initialised from ``seed``."""
 
     def __init__(self, task: Task, profile: Profile, seed: int = 0, lr: float | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", pixel_loss: str = "l1"):
         from avatarme_edu.nets.pix2pixhd import discriminator_from_profile
 
         if task.augment not in ("", "pipeline_albedo"):
             raise ValueError(f"task {task.name!r}: unknown augmentation {task.augment!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.precision = precision
+        if pixel_loss not in PIXEL_LOSSES:
+            raise ValueError(f"pixel_loss must be one of {', '.join(PIXEL_LOSSES)}, got {pixel_loss!r}")
+        if pixel_loss != "l1" and task.network != "rcan" and task.adversarial:
+            raise ValueError(f"task {task.name!r} trains with pix2pixHD's L1 term; pixel_loss {pixel_loss!r} "
+                             "is for the networks without a discriminator")
+        self.precision, self.pixel_loss = precision, pixel_loss
         self.task, self.profile, self.device = task, profile, profile.torch_device
         torch.manual_seed(seed)
         self.G = build_network(task, profile).to(self.device).train()
@@ -159,9 +170,12 @@ class Trainer:
         fake = fake.float()  # losses in float32
         l1 = masked_l1(fake, y, m)
         if self.D is None:
+            loss = l1 if self.pixel_loss == "l1" else masked_mse(fake, y, m)
             self.opt_G.zero_grad(set_to_none=True)
-            l1.backward()
-            out = {"loss": l1.item(), "l1": l1.item()}
+            loss.backward()
+            out = {"loss": loss.item(), "l1": l1.item()}
+            if self.pixel_loss == "l2":
+                out["l2"] = loss.item()
             if self.task.network == "rcan":
                 norm = torch.nn.utils.clip_grad_norm_(self.G.parameters(), RCAN_CLIP_NORM)
                 out["grad_norm"] = norm.item()  # before clipping
@@ -209,7 +223,7 @@ def train(task: Task, profile: Profile, make_batches: Callable[[], Iterable[dict
           steps: int, seed: int = 0, lr: float | None = None, resume: bool = False, checkpoint_every: int = 100,
           validate: Callable[[torch.nn.Module, int], dict] | None = None, val_every: int = 0,
           progress: bool = True, info: dict | None = None, max_minutes: float | None = None,
-          lr_schedule: str = "constant", precision: str = "fp32") -> dict:
+          lr_schedule: str = "constant", precision: str = "fp32", pixel_loss: str = "l1") -> dict:
     """Train ``task`` for ``steps`` steps in total; writes under ``out``:
 
     * ``checkpoint.safetensors`` every ``checkpoint_every`` steps and at the end (for ``resume``);
@@ -220,8 +234,8 @@ def train(task: Task, profile: Profile, make_batches: Callable[[], Iterable[dict
     ``validate(G, step)`` (every ``val_every`` steps) returns held-out numbers for the log.
     ``max_minutes``: stop early once the training steps have taken this long (a classroom budget on a
     loaded machine); the log's ``steps_done`` and the weights' ``steps`` say where it stopped, and
-    ``--steps`` that number repeats the run exactly. ``lr_schedule``, ``precision``: see the module
-    docstring. Returns the log.
+    ``--steps`` that number repeats the run exactly. ``lr_schedule``, ``precision``, ``pixel_loss``: see
+    the module docstring. Returns the log.
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
@@ -230,9 +244,9 @@ def train(task: Task, profile: Profile, make_batches: Callable[[], Iterable[dict
     lr_factor(lr_schedule, 0, steps)  # a bad schedule fails before any work
     out = Path(out)
     ckpt, log_path = out / CHECKPOINT_NAME, out / LOG_NAME
-    trainer = Trainer(task, profile, seed, lr, precision)
+    trainer = Trainer(task, profile, seed, lr, precision, pixel_loss)
     log = {"task": task.name, "profile": profile.name, "seed": seed, "steps": steps, "lr_schedule": lr_schedule,
-           "precision": precision, "info": info or {}, "wall_s": 0.0, "entries": []}
+           "precision": precision, "pixel_loss": pixel_loss, "info": info or {}, "wall_s": 0.0, "entries": []}
     step = 0
     if resume:
         if not ckpt.is_file():

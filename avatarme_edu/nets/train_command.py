@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from avatarme_edu.nets.tasks import Task, add_priors
-from avatarme_edu.nets.train import LR_SCHEDULES, PRECISIONS, train
+from avatarme_edu.nets.train import LR_SCHEDULES, PIXEL_LOSSES, PRECISIONS, train
 from avatarme_edu.profiles import Profile
 
 
@@ -70,6 +70,9 @@ def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default) or bf16: forward passes in bfloat16 under autocast, ~1.5x the steps "
                         "on CPUs with AVX-512 BF16; weights and losses stay float32")
+    p.add_argument("--pixel-loss", choices=PIXEL_LOSSES, default="l1",
+                   help="networks without a discriminator (sr, normals): l1 (default) or l2, the squared "
+                        "error that PSNR measures")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop early after this many minutes of training steps (the log says how many were done)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -85,7 +88,7 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
                        checkpoint_every: int = 100, val_every: int = 100, val_patches: int = 8,
                        max_minutes: float | None = None, info: dict | None = None, progress: bool = True,
                        lr_schedule: str = "constant", normalise_level: bool = False,
-                       precision: str = "fp32") -> dict:
+                       precision: str = "fp32", pixel_loss: str = "l1") -> dict:
     """Train ``task`` on a light-stage dataset's training identities, scored on a fixed batch of its
     held-out ones (:mod:`~avatarme_edu.nets.validate`); what :func:`train` writes, and returns its log.
 
@@ -136,7 +139,8 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
             "train_identities": train_set.identities, **(info or {})}
     return train(task, profile, make_batches, out, steps, seed=seed, lr=lr, resume=resume,
                  checkpoint_every=checkpoint_every, validate=val, val_every=val_every, info=info,
-                 max_minutes=max_minutes, progress=progress, lr_schedule=lr_schedule, precision=precision)
+                 max_minutes=max_minutes, progress=progress, lr_schedule=lr_schedule, precision=precision,
+                 pixel_loss=pixel_loss)
 
 
 def run_train(args) -> int:
@@ -167,7 +171,8 @@ def run_train(args) -> int:
     log = train_from_dataset(task, profile, data, out, args.steps, args.batch_size, args.seed, args.lr, args.resume,
                              args.checkpoint_every, args.val_every, args.val_patches, args.max_minutes,
                              info={"command": shlex.join(["avatarme-edu", *argv])}, lr_schedule=args.lr_schedule,
-                             normalise_level=args.normalise_level, precision=args.precision)
+                             normalise_level=args.normalise_level, precision=args.precision,
+                             pixel_loss=args.pixel_loss)
     last = [e for e in log["entries"] if "loss" in e][-1]
     vals = [e for e in log["entries"] if "val" in e]
     print(f"{task.name}: {log['steps_done']} steps in {log['wall_s']:.0f} s, last loss {last['loss']:.4f}"

@@ -297,6 +297,39 @@ def test_bf16_training_lowers_the_loss_and_keeps_float32_weights(tmp_path, name,
         Trainer(task, tiny, precision="fp16")
 
 
+def test_the_squared_pixel_loss_trains_rcan_and_is_refused_beside_a_discriminator(tmp_path, tiny, make_batch,
+                                                                                   batch_source):
+    from avatarme_edu.nets.losses import masked_mse
+    from avatarme_edu.nets.tasks import batch_mask, network_input, network_target
+
+    task = get_task("sr")
+    b = make_batch(n=2, p=16, seed=5)
+    trainer = Trainer(task, tiny, seed=0, lr=3e-3, pixel_loss="l2")
+
+    def squared_error():
+        with torch.no_grad():
+            return masked_mse(trainer.G(network_input(task, b)), network_target(task, b), batch_mask(task, b)).item()
+
+    before = squared_error()
+    out = trainer.step(b)
+    assert out["loss"] == out["l2"] and out["l2"] == pytest.approx(before, rel=1e-5)  # the loss is the MSE
+    for _ in range(30):
+        trainer.step(b)
+    assert squared_error() < 0.7 * before
+    # the same start and batch with L1 takes another path
+    l1 = Trainer(task, tiny, seed=0, lr=3e-3)
+    l1.step(b)
+    trainer2 = Trainer(task, tiny, seed=0, lr=3e-3, pixel_loss="l2")
+    trainer2.step(b)
+    assert not all(torch.equal(p, q) for p, q in zip(l1.G.parameters(), trainer2.G.parameters()))
+    log = train(task, tiny, batch_source(), tmp_path / "run", 2, pixel_loss="l2", progress=False)
+    assert log["pixel_loss"] == "l2" and "l2" in log["entries"][0]
+    with pytest.raises(ValueError, match="pixel_loss must be one of l1, l2"):
+        Trainer(task, tiny, pixel_loss="huber")
+    with pytest.raises(ValueError, match="trains with pix2pixHD's L1 term"):
+        Trainer(get_task("delight"), tiny, pixel_loss="l2")
+
+
 def test_machine_description_names_the_cpu_threads_and_torch(tiny):
     from avatarme_edu.nets.train_command import machine_description
 
