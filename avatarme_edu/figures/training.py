@@ -2,7 +2,7 @@
 
 * :func:`loss_curve` - one panel per loss term of a training log (:func:`avatarme_edu.nets.train.train`'s
   ``log.json``): every step faint, a moving average on top;
-* :func:`train_live` - :func:`~avatarme_edu.nets.train.train_command.train_from_dataset` in chunks of steps, redrawing
+* :func:`train_live` - :func:`~avatarme_edu.nets.train_command.train_from_dataset` in chunks of steps, redrawing
   the curve after each chunk. Each chunk resumes the last one's checkpoint, and resume is exact
   (:mod:`avatarme_edu.nets.train`), so the chunks change nothing: ``N`` steps in chunks are the weights
   of ``N`` steps in one go. A folder that already holds a run of this task is continued.

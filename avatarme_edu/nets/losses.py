@@ -22,16 +22,16 @@ FEATURE_MATCHING_WEIGHT = 10.0
 
 def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean absolute error over valid texels: ``pred, target (N, C, H, W)``, ``mask (N, H, W)`` bool or None."""
-    err = (pred - target).abs()
-    if mask is None:
-        return err.mean()
-    m = mask.unsqueeze(1).to(err.dtype)
-    return (err * m).sum() / (m.sum() * err.shape[1]).clamp_min(1.0)
+    return _masked_mean((pred - target).abs(), mask)
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error over valid texels (shapes as :func:`masked_l1`): what PSNR measures."""
-    err = (pred - target) ** 2
+    return _masked_mean((pred - target) ** 2, mask)
+
+
+def _masked_mean(err: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of a per-texel error ``(N, C, H, W)`` over the texels where ``mask (N, H, W)`` holds."""
     if mask is None:
         return err.mean()
     m = mask.unsqueeze(1).to(err.dtype)

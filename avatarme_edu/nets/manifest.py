@@ -83,7 +83,8 @@ def run_record(run_dir: str | os.PathLike, task_name: str | None = None) -> dict
     return {**extra, "file": weights.name, "task": name, "profile": log["profile"], "command": command,
             "reproduce": reproduce_command(command, steps) if command else "", "data": dataset,
             "steps": steps, "batch_size": info.get("batch_size"), "seed": log["seed"],
-            "precision": log.get("precision", "fp32"), "pixel_loss": log.get("pixel_loss", "l1"), "wall_s": round(float(log["wall_s"]), 1),
+            "precision": log.get("precision", "fp32"), "pixel_loss": log.get("pixel_loss", "l1"),
+            "wall_s": round(float(log["wall_s"]), 1),
             "machine": info.get("machine", ""),
             "held_out_patches": curve[-1]["val"] if curve else None, "curve": curve}
 

@@ -102,9 +102,6 @@ class Trainer:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if pixel_loss not in PIXEL_LOSSES:
             raise ValueError(f"pixel_loss must be one of {', '.join(PIXEL_LOSSES)}, got {pixel_loss!r}")
-        if pixel_loss != "l1" and task.network != "rcan" and task.adversarial:
-            raise ValueError(f"task {task.name!r} trains with pix2pixHD's L1 term; pixel_loss {pixel_loss!r} "
-                             "is for the networks without a discriminator")
         self.precision, self.pixel_loss = precision, pixel_loss
         self.task, self.profile, self.device = task, profile, profile.torch_device
         torch.manual_seed(seed)
@@ -123,6 +120,9 @@ class Trainer:
             self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr or 2e-4, betas=(0.5, 0.999))
             self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr or 2e-4, betas=(0.5, 0.999))
             self.optimizers = {"G": self.opt_G, "D": self.opt_D}
+        if pixel_loss != "l1" and self.D is not None:
+            raise ValueError(f"task {task.name!r} trains with pix2pixHD's L1 term; pixel_loss {pixel_loss!r} "
+                             "is for the networks without a discriminator")
 
     def set_lr_factor(self, factor: float) -> None:
         """Every optimiser's rate = its starting rate x ``factor`` (the schedule's value at this step)."""

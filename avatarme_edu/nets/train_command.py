@@ -71,7 +71,7 @@ def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
                    help="fp32 (default) or bf16: forward passes in bfloat16 under autocast, ~1.5x the steps "
                         "on CPUs with AVX-512 BF16; weights and losses stay float32")
     p.add_argument("--pixel-loss", choices=PIXEL_LOSSES, default="l1",
-                   help="networks without a discriminator (sr, normals): l1 (default) or l2, the squared "
+                   help="networks without a discriminator (sr, specular_albedo, normals): l1 (default) or l2, the squared "
                         "error that PSNR measures")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop early after this many minutes of training steps (the log says how many were done)")
