@@ -77,14 +77,17 @@ def degraded_weights(stage: str, out_dir, profile: Profile, noise: float = 1.0, 
     for f in src.iterdir():
         if f.is_file():
             shutil.copyfile(f, out / f.name)
-    path = src / f"{stage}.safetensors"
+    from avatarme_edu.stages import pipeline_networks
+
+    name = pipeline_networks(profile)[stage]  # the network the pipeline runs for this stage
+    path = src / f"{name}.safetensors"
     g = torch.Generator().manual_seed(seed)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     # the output convolution(s): weights with as many filters as the network has output channels (instance
     # norm after every other layer would undo most noise there), and their biases
-    out_ch = get_task(stage).out_channels
+    out_ch = get_task(name).out_channels
     last = {k for k, t in tensors.items() if t.ndim == 4 and t.shape[0] == out_ch}
     last |= {k.rsplit(".", 1)[0] + ".bias" for k in last}
     for k, t in tensors.items():
@@ -106,7 +109,7 @@ def _chain(shape, profile: Profile, weights, low=None, sharp=None, albedo=None) 
     if albedo is None:
         if sharp is None:
             sharp = stages.super_resolve(low, profile, w("sr"))
-        albedo = stages.delight(sharp, shape, profile, w("delight"))
+        albedo = stages.delight(sharp, shape, profile, w(stages.pipeline_networks(profile)["delight"]))
     return {"diffuse_albedo": albedo,
             "specular_albedo": stages.specular_albedo(albedo, profile, w("specular_albedo"), mask=shape.mask,
                                                       level_head=None if measured else False),

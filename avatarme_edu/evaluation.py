@@ -121,7 +121,7 @@ def evaluate_subject(seed: int, profile: Profile, weights_dir: str | os.PathLike
     out["super_resolution"] = {"network": _colour(sr, texture, mask), "bicubic": _colour(bicubic, texture, mask)}
 
     out["delighting"] = {
-        "network": _colour(stages.delight(texture, shape, profile, w["delight"]), albedo, mask),
+        "network": _colour(stages.delight(texture, shape, profile, w["delight"], "depth"), albedo, mask),
         "no_shape": _colour(stages.delight(texture, shape, profile, w["delight_no_shape"], "no_shape"), albedo, mask),
         **({"normals_input": _colour(stages.delight(texture, shape, profile, wdir / "delight_normals_input.safetensors",
                                                     "normals_input"), albedo, mask)}
@@ -215,6 +215,10 @@ TARGETS = (
     ("de-lighting vs texture", "delighting", "network", "texture", "db", 6.0),
     ("de-lighting vs balanced_texture", "delighting", "network", "balanced_texture", "db", 1.0),
     ("de-lighting vs no_shape (shape helps)", "delighting", "network", "no_shape", "db", 1e-9),
+    # the cpu pipeline's de-lighter is the ablation δ(T̂) (profiles.py): the same targets for it
+    ("de-lighting δ(T̂) (the cpu pipeline's) vs texture", "delighting", "no_shape", "texture", "db", 6.0),
+    ("de-lighting δ(T̂) (the cpu pipeline's) vs balanced_texture", "delighting", "no_shape", "balanced_texture", "db",
+     1.0),
     ("specular albedo vs mean_map", "specular_albedo", "network", "mean_map", "db", 3.0),
     ("specular normals vs shape_normals", "specular_normals", "network", "shape_normals", "angle", 0.30),
     ("diffuse normals vs shape_normals", "diffuse_normals", "network", "shape_normals", "angle", 0.30),

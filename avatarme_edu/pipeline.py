@@ -5,7 +5,7 @@
     fit        photo -> EduHead mesh, camera, light, UV texture T (3, h, w)  (fitting/fit.py, GANFIT-style)
     shape      mesh  -> ShapeMaps at profile.map_hw (depth D_O, normals N_O, N_T, mask)
     sr         T     -> T̂ (3, H, W)                         RCAN                     (stages.super_resolve)
-    delight    T̂, D_O -> A_D (3, H, W)                       pix2pixHD δ              (stages.delight)
+    delight    T̂ (, D_O) -> A_D (3, H, W)                    pix2pixHD δ              (stages.delight)
     specular   A_D -> A_S (1, H, W);  A_D, N_T -> N_S;  A_D, N_O -> N_D               (stages.*)
     head       the face (mesh and maps) blended onto a complete EduHead (completion/transfer.py)
     identity   the completed head rendered in the photo's pose under new light (a soft frontal key + fill);
@@ -69,20 +69,18 @@ def _weights(weights, name: str):
     return None if weights is None else Path(weights) / f"{name}.safetensors"
 
 
-NETWORKS = ("sr", "delight", "specular_albedo", "specular_normals", "diffuse_normals")
-
-
 def check_weights(profile: Profile, weights=None) -> None:
     """Refuse, before any work, when a network's weights file is missing (one line saying how to train it).
 
     The cpu profile's weights are committed; the paper profile's are trained on a GPU
     (``avatarme-edu train <net> --profile paper``) and given as a folder (``weights``)."""
     from avatarme_edu.nets.weights import default_weights_path
+    from avatarme_edu.stages import pipeline_networks, train_command
 
-    for name in NETWORKS:
+    for name in pipeline_networks(profile).values():
         path = Path(weights) / f"{name}.safetensors" if weights is not None else default_weights_path(name, profile)
         if not path.is_file():
-            train = f"avatarme-edu train {name} --profile {profile.name} --data DATASET --out runs/{name}"
+            train = train_command(name, profile).replace(" --out", " --data DATASET --out")
             raise ValueError(f"no weights for the {name!r} network ({profile.name} profile) at {str(path)!r}; train "
                              f"them with `{train}` and pass a folder of <network>.safetensors as weights/--weights")
 
@@ -197,7 +195,8 @@ def reconstruct(photo, profile: Profile | str | None = None, *, weights=None, fi
     texture_sr = stages.super_resolve(texture, profile, _weights(weights, "sr"))
     done("sr", t0)
     t0 = time.perf_counter()
-    albedo = stages.delight(texture_sr, shape, profile, _weights(weights, "delight"))
+    delighter = stages.pipeline_networks(profile)["delight"]  # δ(T̂) at the cpu profile, δ(T̂, D_O) at paper
+    albedo = stages.delight(texture_sr, shape, profile, _weights(weights, delighter))
     done("delight", t0)
     t0 = time.perf_counter()
     # ψ's level head reads pores, and δ's albedo of a fitted texture has none at the cpu size (its finest

@@ -4,6 +4,7 @@ Each function takes maps (and the shape maps it needs) and a profile, and return
 
     T̂   = super_resolve(T, profile)                  (3, h, w) -> (3, H, W)   RCAN, then resampled
     A_D = delight(T̂, shape, profile)                  -> (3, H, W) diffuse albedo, linear RGB in [0, 1]
+                                                        (δ(T̂, D_O), or δ(T̂): profile.delight_variant)
     A_S = specular_albedo(A_D, profile)               -> (1, H, W) in [0, 1]
     N_S = specular_normals(A_D, shape, profile)       -> (3, H, W) unit, tangent space
     N_D = diffuse_normals(A_D, shape, profile)        -> (3, H, W) unit, object space
@@ -45,14 +46,30 @@ def load_network(task: Task | str, profile: Profile, weights: Weights = None) ->
         return weights.to(profile.torch_device).eval()
     path = Path(weights) if weights is not None else default_weights_path(task, profile)
     if not path.is_file():
-        train_name = "delight" if task.name.startswith("delight") else task.name
-        variant = {v: k for k, v in DELIGHT_VARIANTS.items()}.get(task.name, "depth")
-        how = (f"avatarme-edu train {train_name}" + (f" --variant {variant}" if variant != "depth" else "")
-               + f" --profile {profile.name} --out runs/{task.name}")
         where = "committed" if weights is None else "given"
         raise FileNotFoundError(f"no {where} weights for {task.name!r} ({profile.name} profile) at {str(path)!r}; "
-                                f"train them with `{how}` and pass weights='runs/{task.name}/{task.name}.safetensors'")
+                                f"train them with `{train_command(task.name, profile)}` and pass "
+                                f"weights='runs/{task.name}/{task.name}.safetensors'")
     return load_weights(path, task, profile, device=profile.torch_device)
+
+
+def train_command(name: str, profile: Profile) -> str:
+    """The ``avatarme-edu train`` command that makes network ``name``'s weights (``delight_no_shape``
+    is ``train delight --variant no_shape``)."""
+    train_name = "delight" if name.startswith("delight") else name
+    variant = {v: k for k, v in DELIGHT_VARIANTS.items()}.get(name, "depth")
+    return (f"avatarme-edu train {train_name}" + (f" --variant {variant}" if variant != "depth" else "")
+            + f" --profile {profile.name} --out runs/{name}")
+
+
+def pipeline_networks(profile: Profile) -> dict[str, str]:
+    """Stage -> the network (weights file ``<name>.safetensors``) that the pipeline runs for it:
+    the de-lighter is the profile's ``delight_variant``."""
+    if profile.delight_variant not in DELIGHT_VARIANTS:
+        raise ValueError(f"unknown delight_variant {profile.delight_variant!r} in profile {profile.name!r}; "
+                         f"valid variants are: {', '.join(DELIGHT_VARIANTS)}")
+    return {"sr": "sr", "delight": DELIGHT_VARIANTS[profile.delight_variant], "specular_albedo": "specular_albedo",
+            "specular_normals": "specular_normals", "diffuse_normals": "diffuse_normals"}
 
 
 def _check_map(x: torch.Tensor, name: str, channels: int, hw: tuple[int, int] | None = None) -> torch.Tensor:
@@ -114,12 +131,14 @@ def _translate(task: Task, maps: dict[str, torch.Tensor], mask: torch.Tensor | N
 
 
 def delight(texture: torch.Tensor, shape, profile: Profile, weights: Weights = None,
-            variant: str = "depth") -> torch.Tensor:
+            variant: str | None = None) -> torch.Tensor:
     """A_D = δ(T̂, D_O): the diffuse albedo ``(3, H, W)`` from the super-resolved texture and the depth.
 
-    ``variant``: ``"depth"`` (the paper), ``"no_shape"`` (the ablation, ``shape`` may be None) or
-    ``"normals_input"`` (N_O instead of D_O). Zero outside ``shape.mask``.
+    ``variant``: ``"depth"`` (the paper), ``"no_shape"`` (the ablation δ(T̂), ``shape`` may be None) or
+    ``"normals_input"`` (N_O instead of D_O); None takes ``profile.delight_variant`` (the cpu profile's
+    is ``"no_shape"``, see :mod:`~avatarme_edu.profiles`). Zero outside ``shape.mask``.
     """
+    variant = profile.delight_variant if variant is None else variant
     if variant not in DELIGHT_VARIANTS:
         raise ValueError(f"unknown delight variant {variant!r}; valid variants are: {', '.join(DELIGHT_VARIANTS)}")
     task = get_task(DELIGHT_VARIANTS[variant])

@@ -49,7 +49,7 @@ def test_one_window_equals_the_whole_map_forward_pass():
         d = net("delight", p)
         log_texture = 1 + torch.log(texture + LOG_DETAIL_FLOOR) / LOG_SCALE
         whole = d(torch.cat([texture * 2 - 1, shape.depth * 2 - 1, log_texture])[None])[0] * m
-        assert torch.allclose(stages.delight(texture, shape, p, d), whole, atol=1e-6)
+        assert torch.allclose(stages.delight(texture, shape, p, d, variant="depth"), whole, atol=1e-6)
         s = net("specular_albedo", p)
         prior = torch.rand(1, 32, 32, generator=g)
         psi_in = network_input(get_task("specular_albedo"), {"diffuse_albedo": albedo[None],
@@ -116,6 +116,26 @@ def test_weights_from_a_file_and_clear_errors(tmp_path):
         stages.specular_albedo(torch.rand(1, 32, 48), p, n)
     with pytest.raises(ValueError, match="unknown delight variant"):
         stages.delight(torch.rand(3, 32, 48), shape, p, n, variant="position")
+
+
+def test_the_profile_chooses_the_pipelines_delighter(tmp_path):
+    """δ(T̂) at the cpu profile (it beat δ(T̂, D_O) on held-out maps), the paper's δ(T̂, D_O) at paper."""
+    p = tiny_profile()
+    assert p.delight_variant == "no_shape" and get_profile("paper", device="cpu").delight_variant == "depth"
+    assert stages.pipeline_networks(p)["delight"] == "delight_no_shape"
+    assert stages.pipeline_networks(p.replace(delight_variant="depth"))["delight"] == "delight"
+    shape, texture = FakeShape((32, 48)), torch.rand(3, 32, 48)
+    no_shape, depth = net("delight_no_shape", p), net("delight", p)
+    with torch.no_grad():
+        assert torch.equal(stages.delight(texture, shape, p, no_shape), stages.delight(texture, shape, p, no_shape,
+                                                                                       variant="no_shape"))
+        assert torch.equal(stages.delight(texture, shape, p.replace(delight_variant="depth"), depth),
+                           stages.delight(texture, shape, p, depth, variant="depth"))
+    depth_file = save_weights(depth, tmp_path / "delight.safetensors", get_task("delight"), p)
+    with pytest.raises(ValueError, match="expected 'delight_no_shape'"):
+        stages.delight(texture, shape, p, depth_file)  # a δ(T̂, D_O) file where the profile wants δ(T̂)
+    with pytest.raises(ValueError, match="unknown delight_variant 'albedo'"):
+        stages.pipeline_networks(p.replace(delight_variant="albedo"))
 
 
 def test_missing_committed_weights_say_how_to_train_them():
