@@ -15,8 +15,8 @@ function-local imports included):
     4  lightstage: the virtual light stage - subjects, capture and separation, wild textures, dataset
     5  completion: a complete head around a reconstructed face (head-model transfer)
     5  nets: the networks (RCAN, pix2pixHD), their tasks, weights and training
-    6  stages, evaluation, fitting: the reflectance stages run over whole maps, scored against baselines;
-       fitting a photo (GANFIT-style)
+    6  stages, evaluation, cascade, fitting: the reflectance stages run over whole maps, scored against
+       baselines; training a network on the stage before's output; fitting a photo (GANFIT-style)
     7  figures, pipeline, pipeline_io, end_to_end: every plot and display panel; the whole pipeline,
        one photo to an avatar (``reconstruct``), written to a folder; scored end to end on held-out subjects
     8  demo, cli: the programs

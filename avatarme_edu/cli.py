@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     # the stages' own commands: each module adds its parser with its own --profile/--device/--seed
     add_reconstruct_parser(sub)
     add_fit_parser(sub)
-    add_train_parser(sub)
+    add_train_parser(sub).set_defaults(func=_cmd_train)
     p = add_evaluate_parser(sub)
     p.add_argument("--end-to-end", action="store_true",
                    help="the whole pipeline from photos of held-out subjects, against their true maps "
@@ -230,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_gan_parser(sub)
     add_train_level_parser(sub)
     return parser
+
+
+def _cmd_train(args) -> int:
+    from avatarme_edu.cascade import rcan_texture_input
+    from avatarme_edu.nets.train_command import run_train
+
+    return run_train(args, texture_input=rcan_texture_input)
 
 
 def _hw(text: str) -> tuple[int, int]:

@@ -79,7 +79,8 @@ def run_record(run_dir: str | os.PathLike, task_name: str | None = None) -> dict
                    "expressions": m["expressions"], "train_identities": m["split"]["train"]}
     command = info.get("command", "")
     # ψ trained with --normalise-level: its patch numbers are against targets at this one level
-    extra = {"level_normalised_to": info["level_normalised_to"]} if "level_normalised_to" in info else {}
+    # and δ trained on RCAN's textures (--texture-input rcan, avatarme_edu/cascade.py): which RCAN made them
+    extra = {k: info[k] for k in ("level_normalised_to", "texture_input", "sr_weights_sha256") if k in info}
     return {**extra, "file": weights.name, "task": name, "profile": log["profile"], "command": command,
             "reproduce": reproduce_command(command, steps) if command else "", "data": dataset,
             "steps": steps, "batch_size": info.get("batch_size"), "seed": log["seed"],

@@ -19,6 +19,8 @@ from avatarme_edu.nets.tasks import Task, add_priors
 from avatarme_edu.nets.train import LR_SCHEDULES, PIXEL_LOSSES, PRECISIONS, train
 from avatarme_edu.profiles import Profile
 
+#: What ``--texture-input`` may name: the light stage's sharp texture, or RCAN's (:mod:`avatarme_edu.cascade`).
+TEXTURE_INPUTS = ("sharp", "rcan")
 
 
 def machine_description(profile: Profile) -> str:
@@ -64,6 +66,9 @@ def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
                    help="constant (default) or cosine: down to zero over --steps "
                         "(then --steps must be the run's length)")
+    p.add_argument("--texture-input", choices=TEXTURE_INPUTS, default="sharp",
+                   help="delight only: the texture δ learns from - the light stage's sharp one (default) or rcan, the "
+                        "committed RCAN's super-resolution of the fitted-size texture, as the pipeline hands it over")
     p.add_argument("--normalise-level", action="store_true",
                    help="specular_albedo only: train on every subject scaled to one face-mean level "
                         "(the pattern; the level head sets the level)")
@@ -88,7 +93,7 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
                        checkpoint_every: int = 100, val_every: int = 100, val_patches: int = 8,
                        max_minutes: float | None = None, info: dict | None = None, progress: bool = True,
                        lr_schedule: str = "constant", normalise_level: bool = False,
-                       precision: str = "fp32", pixel_loss: str = "l1") -> dict:
+                       precision: str = "fp32", pixel_loss: str = "l1", batch_transform=None) -> dict:
     """Train ``task`` on a light-stage dataset's training identities, scored on a fixed batch of its
     held-out ones (:mod:`~avatarme_edu.nets.validate`); what :func:`train` writes, and returns its log.
 
@@ -98,6 +103,10 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
     ``normalise_level`` (ψ only): every subject's target is scaled to the training subjects' mean
     face-mean log level (:func:`~avatarme_edu.nets.specular_level.normalise_levels`), held-out ones too,
     so ψ learns the pattern and the level head sets the level; the log's ``info`` keeps the level.
+
+    ``batch_transform``: a function ``batch -> batch`` applied to every training batch and to the
+    validation batch, e.g. one that swaps the sharp texture for what the stage before hands over
+    (:mod:`~avatarme_edu.cascade`).
     """
     from avatarme_edu.lightstage.dataset import PatchDataset, patch_loader
     from avatarme_edu.nets.tasks import task_for_profile
@@ -116,6 +125,7 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
         info = {**(info or {}), "level_normalised_to": reference}
 
     def level(batch):
+        batch = batch_transform(batch) if batch_transform is not None else batch
         return normalise_levels(batch, levels, reference) if normalise_level else batch
 
     means = {}
@@ -143,8 +153,12 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
                  pixel_loss=pixel_loss)
 
 
-def run_train(args) -> int:
-    """``avatarme-edu train``: make the dataset if needed, train, write weights; returns the exit status."""
+def run_train(args, texture_input=None) -> int:
+    """``avatarme-edu train``: make the dataset if needed, train, write weights; returns the exit status.
+
+    ``texture_input``: for ``--texture-input rcan``, a function ``(data, profile) -> (batch_transform,
+    info)`` (:func:`avatarme_edu.cascade.rcan_texture_input`; it runs the stages, a layer above this one,
+    so the ``avatarme-edu`` command passes it in)."""
     import shlex
     import sys
 
@@ -159,6 +173,10 @@ def run_train(args) -> int:
     for name in ("steps", "batch_size", "subjects", "checkpoint_every", "val_patches"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.texture_input != "sharp" and args.network != "delight":
+        raise ValueError(f"--texture-input is for delight only, not {args.network}")
+    if args.texture_input != "sharp" and texture_input is None:
+        raise ValueError(f"--texture-input {args.texture_input} runs RCAN first: use `avatarme-edu train`")
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise ValueError(f"--max-minutes must be positive, got {args.max_minutes}")
     out = Path(args.out)
@@ -166,13 +184,14 @@ def run_train(args) -> int:
     if not (data / "manifest.json").is_file():
         print(f"no dataset in {str(data)!r}: writing {args.subjects} identities from {args.data_seed} there")
         make_dataset(args.subjects, args.data_seed, profile, data)
+    transform, extra = texture_input(data, profile) if args.texture_input != "sharp" else (None, {})
     argv = sys.argv[1:]
     argv = argv if argv[:1] == ["train"] else ["train", *argv]  # `python -m avatarme_edu.nets` drops "train"
     log = train_from_dataset(task, profile, data, out, args.steps, args.batch_size, args.seed, args.lr, args.resume,
                              args.checkpoint_every, args.val_every, args.val_patches, args.max_minutes,
-                             info={"command": shlex.join(["avatarme-edu", *argv])}, lr_schedule=args.lr_schedule,
-                             normalise_level=args.normalise_level, precision=args.precision,
-                             pixel_loss=args.pixel_loss)
+                             info={"command": shlex.join(["avatarme-edu", *argv]), **extra},
+                             lr_schedule=args.lr_schedule, normalise_level=args.normalise_level,
+                             precision=args.precision, pixel_loss=args.pixel_loss, batch_transform=transform)
     last = [e for e in log["entries"] if "loss" in e][-1]
     vals = [e for e in log["entries"] if "val" in e]
     print(f"{task.name}: {log['steps_done']} steps in {log['wall_s']:.0f} s, last loss {last['loss']:.4f}"
