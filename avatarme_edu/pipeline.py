@@ -219,6 +219,9 @@ def reconstruct(photo, profile: Profile | str | None = None, *, weights=None, fi
     report = {
         "profile": profile.name, "device": profile.device, "map_hw": list(profile.map_hw),
         "texture_hw": list(profile.texture_hw), "torch_threads": torch.get_num_threads(),
+        # which weights file ran each network stage (δ(T̂) or δ(T̂, D_O): profile.delight_variant), and from where
+        "networks": {stage: f"{name}.safetensors" for stage, name in stages.pipeline_networks(profile).items()},
+        "weights": "committed" if weights is None else str(weights),
         "notes": notes, "fit": fitted.report,
     }
     if identity:

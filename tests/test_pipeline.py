@@ -63,6 +63,8 @@ def test_report_times_every_stage(avatar):
     assert set(STAGES) <= set(t) and all(t[s] >= 0 for s in STAGES)
     assert abs(t["total"] - sum(t[s] for s in STAGES)) < 0.05
     assert avatar.report["profile"] == "cpu" and avatar.report["device"] == "cpu"
+    assert avatar.report["networks"]["delight"] == "delight_no_shape.safetensors"  # the cpu profile's δ(T̂)
+    assert avatar.report["weights"] == "committed"
     assert avatar.report["versions"]["torch"] == torch.__version__
 
 
