@@ -28,13 +28,13 @@ teach; training on RCAN's texture of *fitted* textures is the next thing to try.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import torch
 
 from avatarme_edu.profiles import Profile
+
 
 def super_resolved_textures(data: str | os.PathLike, profile: Profile, sr_weights=None,
                             progress: bool = True) -> dict[tuple[int, str], torch.Tensor]:
@@ -76,12 +76,9 @@ def rcan_textures(textures: dict[tuple[int, str], torch.Tensor]):
 def rcan_texture_input(data: str | os.PathLike, profile: Profile, sr_weights=None, progress: bool = True):
     """What ``avatarme-edu train delight --texture-input rcan`` hands the trainer: the ``batch_transform``
     and, for the run's log and the weights manifest, which RCAN made the textures (its file's SHA-256)."""
+    from avatarme_edu.lightstage.dataset.records import sha256_file
     from avatarme_edu.nets.weights import default_weights_path
 
     path = Path(sr_weights) if sr_weights is not None else default_weights_path("sr", profile)
     textures = super_resolved_textures(data, profile, path, progress)
-    return rcan_textures(textures), {"texture_input": "rcan", "sr_weights_sha256": _sha256(path)}
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return rcan_textures(textures), {"texture_input": "rcan", "sr_weights_sha256": sha256_file(path)}

@@ -66,6 +66,7 @@ def degraded_weights(stage: str, out_dir, profile: Profile, noise: float = 1.0, 
     from avatarme_edu.maps_io import save_tensors
     from avatarme_edu.nets.tasks import get_task
     from avatarme_edu.nets.weights import WEIGHTS_DIR
+    from avatarme_edu.stages import pipeline_networks
 
     if stage not in DEGRADABLE:
         raise ValueError(f"unknown stage {stage!r}; degradable stages: {', '.join(DEGRADABLE)}")
@@ -77,8 +78,6 @@ def degraded_weights(stage: str, out_dir, profile: Profile, noise: float = 1.0, 
     for f in src.iterdir():
         if f.is_file():
             shutil.copyfile(f, out / f.name)
-    from avatarme_edu.stages import pipeline_networks
-
     name = pipeline_networks(profile)[stage]  # the network the pipeline runs for this stage
     path = src / f"{name}.safetensors"
     g = torch.Generator().manual_seed(seed)

@@ -80,7 +80,7 @@ def check_weights(profile: Profile, weights=None) -> None:
     for name in pipeline_networks(profile).values():
         path = Path(weights) / f"{name}.safetensors" if weights is not None else default_weights_path(name, profile)
         if not path.is_file():
-            train = train_command(name, profile).replace(" --out", " --data DATASET --out")
+            train = train_command(name, profile, data="DATASET")
             raise ValueError(f"no weights for the {name!r} network ({profile.name} profile) at {str(path)!r}; train "
                              f"them with `{train}` and pass a folder of <network>.safetensors as weights/--weights")
 

@@ -53,13 +53,13 @@ def load_network(task: Task | str, profile: Profile, weights: Weights = None) ->
     return load_weights(path, task, profile, device=profile.torch_device)
 
 
-def train_command(name: str, profile: Profile) -> str:
+def train_command(name: str, profile: Profile, data: str | None = None) -> str:
     """The ``avatarme-edu train`` command that makes network ``name``'s weights (``delight_no_shape``
-    is ``train delight --variant no_shape``)."""
+    is ``train delight --variant no_shape``), with ``--data data`` when given."""
     train_name = "delight" if name.startswith("delight") else name
     variant = {v: k for k, v in DELIGHT_VARIANTS.items()}.get(name, "depth")
     return (f"avatarme-edu train {train_name}" + (f" --variant {variant}" if variant != "depth" else "")
-            + f" --profile {profile.name} --out runs/{name}")
+            + f" --profile {profile.name}" + (f" --data {data}" if data else "") + f" --out runs/{name}")
 
 
 def pipeline_networks(profile: Profile) -> dict[str, str]:

@@ -124,7 +124,7 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
         reference = sum(levels.values()) / len(levels)
         info = {**(info or {}), "level_normalised_to": reference}
 
-    def level(batch):
+    def prepare(batch):  # the texture the trainer is to see, and ψ's targets at one level
         batch = batch_transform(batch) if batch_transform is not None else batch
         return normalise_levels(batch, levels, reference) if normalise_level else batch
 
@@ -136,14 +136,14 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
         save_training_means(means, Path(out) / MEANS_NAME, str(data))
 
     def make_batches():
-        return (level(add_priors(task, b, means))
+        return (prepare(add_priors(task, b, means))
                 for b in patch_loader(data, "train", profile, batch_size, keys=task.keys, seed=seed))
 
     val = None
     if val_every > 0:
         if normalise_level:  # the validation patches' subjects, brought to the same level
             levels.update(subject_levels(PatchDataset(data, "held_out", profile, keys=task.keys)))
-        val_batch = level(add_priors(task, held_out_batch(data, task, profile, val_patches, seed=12345), means))
+        val_batch = prepare(add_priors(task, held_out_batch(data, task, profile, val_patches, seed=12345), means))
         val = validator(task, val_batch, out)
     info = {"data": str(data), "batch_size": batch_size, "machine": machine_description(profile),
             "train_identities": train_set.identities, **(info or {})}
