@@ -23,7 +23,9 @@ texture (25.17 -> 25.79 dB on seeds 29-99; end to end's ``true_texture`` column 
 loses from the *fitted* texture, which is what the pipeline really hands it (end to end A_D 23.73 ->
 23.27 dB, render 28.15 -> 28.23; 14 photos of seeds 29-99, ``results/reflectance_training.md``). The
 fitted texture has errors of its own (pose, the GAN's fill) that RCAN's texture of the true one does not
-teach; training on RCAN's texture of *fitted* textures is the next thing to try.
+teach. Half the patches taken from RCAN's textures of *fitted* synthetic photos of the training identities
+did worse still (end to end A_D 22.89 dB): a fitted texture is not registered with the truth texel for
+texel, and such pairs teach a blurred answer (``results/reflectance_training.md``).
 """
 
 from __future__ import annotations

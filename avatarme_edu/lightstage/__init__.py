@@ -7,6 +7,7 @@
 * :mod:`~avatarme_edu.lightstage.capture` - the polarised spherical-gradient photographs;
 * :mod:`~avatarme_edu.lightstage.separation` - the maps recovered from them (Ma et al. 2007);
 * :mod:`~avatarme_edu.lightstage.wild` - in-the-wild textures of a subject;
+* :mod:`~avatarme_edu.lightstage.fresh_lows` - super-resolution pairs degraded afresh for training;
 * :mod:`~avatarme_edu.lightstage.dataset` - many subjects on disk, split by identity.
 """
 

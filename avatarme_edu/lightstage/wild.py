@@ -68,6 +68,10 @@ from avatarme_edu.render.shading import shade_uv
 
 ENVIRONMENT_KINDS = ("outdoor", "indoor", "overcast")
 SUN_SAMPLES = 7  # directions over the key light's disc: the centre and a ring of six
+#: The losses of a low-resolution fit, each drawn uniformly in its range (:func:`sample_wild_params`; the
+#: super-resolution pairs degraded afresh of :mod:`~avatarme_edu.lightstage.fresh_lows` draw from the same).
+DEGRADATION_RANGES = {"blur_sigma": (0.3, 1.1), "shot_noise": (2e-4, 2e-3), "read_noise": (1e-3, 6e-3),
+                      "jpeg_quality": (50, 95)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,6 +165,7 @@ def sample_wild_params(generator: torch.Generator | int) -> WildParams:
     def lerp(a, b, t):
         return a + (b - a) * t
 
+    R = DEGRADATION_RANGES
     kind = ENVIRONMENT_KINDS[0 if u[0] < 0.4 else (1 if u[0] < 0.8 else 2)]
     azimuth = max(-110.0, min(110.0, 45.0 * n[0]))
     if kind == "outdoor":
@@ -201,8 +206,8 @@ def sample_wild_params(generator: torch.Generator | int) -> WildParams:
         ao_strength=lerp(0.6, 1.0, u[17]), camera_position=camera, roughness=lerp(0.3, 0.45, u[18]),
         exposure_bias=lerp(-0.8, 0.3, u[19]), white_balance_error=wb_error,
         tone_white=lerp(1.5, 4.0, u[20]), contrast=lerp(0.0, 0.3, u[21]),
-        blur_sigma=lerp(0.3, 1.1, u[22]), shot_noise=lerp(2e-4, 2e-3, u[23]),
-        read_noise=lerp(1e-3, 6e-3, u[24]), jpeg_quality=int(round(lerp(50, 95, u[25]))))
+        blur_sigma=lerp(*R["blur_sigma"], u[22]), shot_noise=lerp(*R["shot_noise"], u[23]),
+        read_noise=lerp(*R["read_noise"], u[24]), jpeg_quality=int(round(lerp(*R["jpeg_quality"], u[25]))))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -346,6 +351,8 @@ def wild_texture(subject, profile: Profile, generator: torch.Generator | int,
 def degrade(high: torch.Tensor, mask: torch.Tensor, texture_hw: tuple[int, int], params: WildParams,
             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """The losses of a low-resolution fit: ``(3, H, W)`` -> ``(3, h, w)`` and its mask ``(h, w)``.
+    ``params``: a :class:`WildParams`, or anything with its four fit-loss fields (``blur_sigma``,
+    ``shot_noise``, ``read_noise``, ``jpeg_quality``).
 
     Area down-sampling to ``texture_hw`` (texel centres stay aligned: low texel ``(r, c)`` is the mean
     of the block of high texels around the same UV point), blur (a Gaussian of ``params.blur_sigma``

@@ -80,7 +80,9 @@ def run_record(run_dir: str | os.PathLike, task_name: str | None = None) -> dict
     command = info.get("command", "")
     # ψ trained with --normalise-level: its patch numbers are against targets at this one level
     # and δ trained on RCAN's textures (--texture-input rcan, avatarme_edu/cascade.py): which RCAN made them
-    extra = {k: info[k] for k in ("level_normalised_to", "texture_input", "sr_weights_sha256") if k in info}
+    # and RCAN trained on pairs degraded afresh (--fresh-lows, lightstage/fresh_lows.py): what share
+    extra = {k: info[k] for k in ("level_normalised_to", "texture_input", "sr_weights_sha256", "fresh_lows")
+             if k in info}
     return {**extra, "file": weights.name, "task": name, "profile": log["profile"], "command": command,
             "reproduce": reproduce_command(command, steps) if command else "", "data": dataset,
             "steps": steps, "batch_size": info.get("batch_size"), "seed": log["seed"],

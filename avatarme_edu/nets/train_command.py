@@ -69,6 +69,9 @@ def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
     p.add_argument("--texture-input", choices=TEXTURE_INPUTS, default="sharp",
                    help="delight only: the texture δ learns from - the light stage's sharp one (default) or rcan, the "
                         "committed RCAN's super-resolution of the fitted-size texture, as the pipeline hands it over")
+    p.add_argument("--fresh-lows", type=float, default=0.0, metavar="SHARE",
+                   help="sr only: the share of training patches whose fitted-size texture is degraded afresh from "
+                        "the sharp one (new blur, noise and JPEG, lightstage/fresh_lows.py); default 0")
     p.add_argument("--normalise-level", action="store_true",
                    help="specular_albedo only: train on every subject scaled to one face-mean level "
                         "(the pattern; the level head sets the level)")
@@ -177,6 +180,10 @@ def run_train(args, texture_input=None) -> int:
         raise ValueError(f"--texture-input is for delight only, not {args.network}")
     if args.texture_input != "sharp" and texture_input is None:
         raise ValueError(f"--texture-input {args.texture_input} runs RCAN first: use `avatarme-edu train`")
+    if args.fresh_lows and args.network != "sr":
+        raise ValueError(f"--fresh-lows is for sr only, not {args.network}")
+    if not 0.0 <= args.fresh_lows <= 1.0:
+        raise ValueError(f"--fresh-lows must be a share in [0, 1], got {args.fresh_lows}")
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise ValueError(f"--max-minutes must be positive, got {args.max_minutes}")
     out = Path(args.out)
@@ -185,6 +192,11 @@ def run_train(args, texture_input=None) -> int:
         print(f"no dataset in {str(data)!r}: writing {args.subjects} identities from {args.data_seed} there")
         make_dataset(args.subjects, args.data_seed, profile, data)
     transform, extra = texture_input(data, profile) if args.texture_input != "sharp" else (None, {})
+    if args.fresh_lows:
+        from avatarme_edu.lightstage.fresh_lows import fresh_lows
+        from avatarme_edu.nets.tasks import task_for_profile
+
+        transform, extra = fresh_lows(args.fresh_lows, task_for_profile(task, profile).target), {"fresh_lows": args.fresh_lows}
     argv = sys.argv[1:]
     argv = argv if argv[:1] == ["train"] else ["train", *argv]  # `python -m avatarme_edu.nets` drops "train"
     log = train_from_dataset(task, profile, data, out, args.steps, args.batch_size, args.seed, args.lr, args.resume,
