@@ -9,7 +9,9 @@
   truth texel for texel, so this term does most of the work at small training budgets).
 
 pix2pixHD's VGG perceptual loss is left out: it needs ImageNet weights, which cannot be downloaded
-here. The feature-matching loss is the download-free stand-in that pix2pixHD itself ships.
+here. The feature-matching loss is the download-free stand-in that pix2pixHD itself ships. Measured on
+δ(T̂) (``results/reflectance_training.md``): trained 30 minutes with L1 alone instead, its held-out A_D is
+0.6-1.0 dB lower - the adversarial terms pay for their cost per step.
 """
 
 from __future__ import annotations
