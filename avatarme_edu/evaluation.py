@@ -98,6 +98,17 @@ def balanced_texture(texture: torch.Tensor, mask: torch.Tensor, colour: torch.Te
     return (texture.double() * gains.view(3, 1, 1)).float() * mask
 
 
+def super_resolution_scores(low: torch.Tensor, sharp: torch.Tensor, mask: torch.Tensor, profile: Profile,
+                            weights=None) -> dict:
+    """``{"network": {"psnr", "ssim"}, "bicubic": {...}}``: RCAN's and bicubic's up-sampling of the fitted-size
+    texture ``low`` ``(3, h, w)`` against the sharp one ``(3, H, W)`` over ``mask`` ``(H, W)`` bool."""
+    from avatarme_edu import stages
+
+    sr = stages.super_resolve(low, profile, weights)
+    bicubic = F.interpolate(low[None], size=tuple(profile.map_hw), mode="bicubic", align_corners=False)[0]
+    return {"network": _colour(sr, sharp, mask), "bicubic": _colour(bicubic, sharp, mask)}
+
+
 def evaluate_subject(seed: int, profile: Profile, weights_dir: str | os.PathLike | None = None,
                      means: dict | None = None) -> dict:
     """The results dict (see the module docstring) of one held-out identity."""
@@ -115,10 +126,7 @@ def evaluate_subject(seed: int, profile: Profile, weights_dir: str | os.PathLike
     face = subject.regions["face"] > 0.5
     texture, albedo = wild.high, r.diffuse_albedo
 
-    out: dict = {}
-    sr = stages.super_resolve(wild.low, profile, w["sr"])
-    bicubic = F.interpolate(wild.low[None], size=tuple(profile.map_hw), mode="bicubic", align_corners=False)[0]
-    out["super_resolution"] = {"network": _colour(sr, texture, mask), "bicubic": _colour(bicubic, texture, mask)}
+    out: dict = {"super_resolution": super_resolution_scores(wild.low, texture, mask, profile, w["sr"])}
 
     out["delighting"] = {
         "network": _colour(stages.delight(texture, shape, profile, w["delight"], "depth"), albedo, mask),

@@ -33,10 +33,8 @@ import torch
 
 def main() -> None:
     import numpy as np
-    import torch.nn.functional as F
 
-    from avatarme_edu import stages
-    from avatarme_edu.metrics import psnr
+    from avatarme_edu.evaluation import super_resolution_scores
     from avatarme_edu.profiles import get_profile
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -57,9 +55,9 @@ def main() -> None:
 
             for i in read_manifest(args.data)["split"]["held_out"]:
                 folder = Path(args.data) / f"subject_{i:04d}"
-                m, wild = load_maps(folder), read_subject_record(folder)["wild"]
-                wild = wild[0] if isinstance(wild, list) else wild
-                yield i, m["texture_low"], m["texture"], m["mask"], wild.get("neutral", wild)["params"]
+                m = load_maps(folder)  # the neutral expression, whose wild texture the record keeps
+                params = read_subject_record(folder)["wild"]["neutral"]["params"]
+                yield i, m["texture_low"], m["texture"], m["mask"], params
         else:
             from avatarme_edu.evaluation import held_out_subject
 
@@ -72,12 +70,10 @@ def main() -> None:
 
     rows = []
     for i, low, sharp, mask, params in subjects():
-        mask = mask.bool()
-        with torch.no_grad():
-            sr = stages.super_resolve(low.float(), profile, args.weights)
-        bicubic = F.interpolate(low.float()[None], size=tuple(profile.map_hw), mode="bicubic", align_corners=False)[0]
-        b = psnr(bicubic.clamp(0, 1), sharp.float(), mask)
-        rows.append({"id": int(i), "gain_db": psnr(sr, sharp.float(), mask) - b, "bicubic_db": b,
+        with torch.no_grad():  # what `evaluate` scores for the super-resolution stage
+            scores = super_resolution_scores(low.float(), sharp.float(), mask.bool(), profile, args.weights)
+        b = scores["bicubic"]["psnr"]
+        rows.append({"id": int(i), "gain_db": scores["network"]["psnr"] - b, "bicubic_db": b,
                      "blur_sigma": params["blur_sigma"], "jpeg_quality": params["jpeg_quality"],
                      "read_noise": params["read_noise"], "contrast": params["contrast"]})
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)

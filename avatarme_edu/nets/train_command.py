@@ -191,12 +191,15 @@ def run_train(args, texture_input=None) -> int:
     if not (data / "manifest.json").is_file():
         print(f"no dataset in {str(data)!r}: writing {args.subjects} identities from {args.data_seed} there")
         make_dataset(args.subjects, args.data_seed, profile, data)
-    transform, extra = texture_input(data, profile) if args.texture_input != "sharp" else (None, {})
-    if args.fresh_lows:
+    transform, extra = None, {}  # what the batches go through first, and what the log records of it
+    if args.texture_input != "sharp":
+        transform, extra = texture_input(data, profile)
+    elif args.fresh_lows:
         from avatarme_edu.lightstage.fresh_lows import fresh_lows
         from avatarme_edu.nets.tasks import task_for_profile
 
-        transform, extra = fresh_lows(args.fresh_lows, task_for_profile(task, profile).target), {"fresh_lows": args.fresh_lows}
+        transform = fresh_lows(args.fresh_lows, task_for_profile(task, profile).target)
+        extra = {"fresh_lows": args.fresh_lows}
     argv = sys.argv[1:]
     argv = argv if argv[:1] == ["train"] else ["train", *argv]  # `python -m avatarme_edu.nets` drops "train"
     log = train_from_dataset(task, profile, data, out, args.steps, args.batch_size, args.seed, args.lr, args.resume,
