@@ -69,9 +69,8 @@ def main() -> None:
         row = {"seed": seed, "truth_contrast": contrast(truth, brows, ring),
                "truth_contrast_darkened": contrast(truth * dark, brows, ring)}
         for w in args.weights:
-            with torch.no_grad():
-                a = stages.delight(texture, subject.shape, profile, w, "no_shape")
-                a_dark = stages.delight(texture * dark, subject.shape, profile, w, "no_shape")
+            a = stages.delight(texture, subject.shape, profile, w, "no_shape")  # the stages run without gradients
+            a_dark = stages.delight(texture * dark, subject.shape, profile, w, "no_shape")
             row[w] = {"face_db": psnr(a, truth, face), "brows_db": psnr(a, truth, brows),
                       "contrast": contrast(a, brows, ring), "contrast_darkened": contrast(a_dark, brows, ring)}
         rows.append(row)
