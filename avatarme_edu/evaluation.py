@@ -276,7 +276,7 @@ def add_evaluate_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
     p.add_argument("--free-form", choices=("on", "off"), default=None,
                    help="with --fit: the free-form offset on or off (default the fit's own)")
     p.add_argument("--mirror", choices=("on", "off"), default=None,
-                   help="with --fit: unseen texels from their mirror image on or off (default off)")
+                   help="with --fit: unseen texels from their mirror image on or off (default on)")
     p.add_argument("--oracle-landmarks", action="store_true",
                    help="with --fit: fit the true landmarks instead of dlib's (the fit apart from the detector)")
     p.set_defaults(func=run_evaluate)

@@ -204,13 +204,15 @@ def add_reconstruct_parser(subparsers) -> None:
     p.add_argument("--device", default=None, help="torch device (cpu, cuda, cuda:N, mps); default: automatic")
     p.add_argument("--weights", default=None, help="folder of <network>.safetensors (default: the committed ones)")
     p.add_argument("--steps", type=int, default=None, help="steps of the fit's full objective (default: cpu budget)")
+    p.add_argument("--mirror", choices=("on", "off"), default="on",
+                   help="the fit's unseen texels from their mirror image's detail (default on; see `fit --help`)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=run_reconstruct, command="reconstruct")
 
 
 def run_reconstruct(args) -> int:
     """``avatarme-edu reconstruct``: checks everything it can before working; one line per problem."""
-    from avatarme_edu.fitting.fit_stages import FitConfig
+    from avatarme_edu.fitting.fit_cli import config_from_args
     from avatarme_edu.maps_io import load_photo
     from avatarme_edu.pipeline import check_weights, reconstruct
     from avatarme_edu.profiles import get_profile
@@ -229,10 +231,8 @@ def run_reconstruct(args) -> int:
     with warnings.catch_warnings():  # a bad photo fails here, before any work; reconstruct notes the rest
         warnings.simplefilter("ignore")
         load_photo(path)
-    config = FitConfig()
-    if args.steps is not None:
-        config.full_steps = args.steps
-    avatar = reconstruct(path, profile, weights=args.weights, fit_config=config, progress=not args.quiet)
+    avatar = reconstruct(path, profile, weights=args.weights, fit_config=config_from_args(args),
+                         progress=not args.quiet)
     write_avatar(avatar, out, photo_name=path.name, progress=not args.quiet, overwrite=args.overwrite)
     r = avatar.report
     ident = r.get("identity", {})

@@ -167,7 +167,8 @@ def test_bad_reconstruct_options_are_one_line(argv, message, tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("argv", [["--profile", "gpu"], ["--sample", "mona_lisa"], ["--steps", "ten"]])
+@pytest.mark.parametrize("argv", [["--profile", "gpu"], ["--sample", "mona_lisa"], ["--steps", "ten"],
+                                  ["--mirror", "sideways"]])
 def test_values_the_parser_refuses_exit_2_with_one_line(argv, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["reconstruct", "--out", str(tmp_path / "out"), *argv])

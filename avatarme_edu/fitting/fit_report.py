@@ -117,7 +117,7 @@ def unwrap_texture(mesh: Mesh, model_texture: torch.Tensor, sh: torch.Tensor, ca
     except on ``feature_weight`` ``(V,)`` (eyes, brows, lips). Off in the fit: on the five real photos
     it moved dlib's distances up by 0.00-0.08 (the texture model's skin is too far from real faces for a
     colour test to tell skin from occluders). ``mirror``: texels the photo does not show take their
-    mirror image's photo colour, relit by the fitted light (:func:`~avatarme_edu.fitting.symmetry.mirror_fill`)."""
+    mirror image's detail on the light of the texture made without it (:func:`~avatarme_edu.fitting.symmetry.mirror_fill`)."""
     from avatarme_edu.geometry.raster import interpolate as uv_interpolate
     from avatarme_edu.geometry.raster import rasterize_uv
 
@@ -174,15 +174,12 @@ def unwrap_texture(mesh: Mesh, model_texture: torch.Tensor, sh: torch.Tensor, ca
             consistency = skin_consistency(sampled, matched, share, features)
     baked = matched
     share = own_share = share * consistency
-    if mirror:  # the far side of a turned face from the near side's mirror image (symmetry.py)
-        sampled, share = mirror_fill(sampled, share, shading)
-    eroded = -F.max_pool2d(-share[None, None], 2 * FEATHER_TEXELS + 1, 1, FEATHER_TEXELS)[0, 0]
-    weight = (_blur(eroded, FEATHER_TEXELS) * share).clamp(0, 1)
+    weight = _feather(share)
+    if mirror:  # the far side of a turned face: the near side's mirrored detail on the light found without it
+        sampled, share = mirror_fill(sampled, share, _pull_onto(baked, sampled, weight))
+        weight = _feather(share)
     feather_only = weight * sampled + (1 - weight) * baked
-    # the model's low frequencies pulled onto the photo's: the difference photo - model where the photo
-    # is sure, spread smoothly over the whole map (a gradient-domain blend's effect, without a solve)
-    sure = (weight > 0.5).float()
-    baked = (baked + smooth_fill(sampled - baked, sure)).clamp(0, 1)
+    baked = _pull_onto(baked, sampled, weight)
     texture = weight * sampled + (1 - weight) * baked
     texture = torch.where(inside[None], texture, torch.zeros_like(texture))
     hard = torch.where(seen[None], sampled, baked)
@@ -196,6 +193,19 @@ def unwrap_texture(mesh: Mesh, model_texture: torch.Tensor, sh: torch.Tensor, ca
             "seam_gradient_ratio_sources": seam_ratio_sources(sampled, baked, weight),
             "seam_gradient_ratio_unfeathered": seam_ratio(hard, seen.float() * 0.5)}
     return texture, weight, baked, info
+
+
+def _feather(share: torch.Tensor) -> torch.Tensor:
+    """``(H, W)`` blend weight of the photo: its share eroded and blurred by :data:`FEATHER_TEXELS`."""
+    eroded = -F.max_pool2d(-share[None, None], 2 * FEATHER_TEXELS + 1, 1, FEATHER_TEXELS)[0, 0]
+    return (_blur(eroded, FEATHER_TEXELS) * share).clamp(0, 1)
+
+
+def _pull_onto(model: torch.Tensor, photo: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The model's low frequencies pulled onto the photo's: the difference photo - model where the photo
+    is sure (``weight`` > 0.5), spread smoothly over the whole map (a gradient-domain blend's effect,
+    without a solve)."""
+    return (model + smooth_fill(photo - model, (weight > 0.5).float())).clamp(0, 1)
 
 
 def seam_ratio_sources(photo_texture: torch.Tensor, model_texture: torch.Tensor, weight: torch.Tensor) -> float:

@@ -40,9 +40,10 @@ class FitConfig:
     learned_landmarks: bool = True  # dlib's points from the learned embedding (landmark_embedding.py)
     jaw_weight: float = 1.0  # extra factor on the 17 jaw points' landmark weights (1: the learned weights alone)
     learned_weights: bool = True  # landmark weights 1 / sigma^2 of dlib's scatter (landmark_embedding.py)
-    # unseen texels from their seen mirror image, relit (symmetry.py): off by default - on held-out renders it
-    # costs 2.1 dB of texture and 0.6 dB of end-to-end albedo; on real photos dlib likes it (README)
-    mirror_fill: bool = False
+    # unseen texels from their seen mirror image's detail (symmetry.py): on real photos dlib finds the fit
+    # rendered in another photo's pose closer to that photo; on held-out renders it costs 0.3-0.4 dB of texture
+    # and 0.1-0.3 dB of end-to-end albedo (README, "Symmetric completion")
+    mirror_fill: bool = True
     w_landmark: float = 1.0
     w_photo: float = 4.0
     w_identity: float = 0.3

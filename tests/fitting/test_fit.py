@@ -54,6 +54,7 @@ def test_synthetic_fit_recovers_pose_shape_and_texture(small, tmp_path):
     mean_tex = tex.decode(tex.initial_latent(1))[0]
     assert psnr(res.texture, sp.texture, face) > psnr(mean_tex, sp.texture, face) + 5.0
     assert res.texture.shape == (3, 32, 48) and 0.1 < float(res.visibility.mean()) < 0.9
+    assert res.report["mirrored_fraction"] > 0  # the default symmetric completion filled the far side
     # the losses went down, and every stage has its time
     photo = [x for x in res.history["photo"] if x == x]
     assert photo[-1] < photo[0]
@@ -140,3 +141,20 @@ def test_fit_command_errors_are_one_line(tmp_path, capsys):
     a_file.write_text("keep me")
     assert main(["fit", str(photo), "--out", str(a_file), "--profile", "cpu", "--device", "cpu"]) == 2
     assert "is a file" in capsys.readouterr().err and a_file.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("command", ["fit", "reconstruct"])
+def test_the_fit_options_reach_the_fit_config(command):
+    """``--mirror`` (default on), ``--steps`` and ``fit``'s ``--free-form`` become the FitConfig that runs."""
+    from avatarme_edu.cli import build_parser
+    from avatarme_edu.fitting.fit_cli import config_from_args
+
+    parser = build_parser()
+    default = config_from_args(parser.parse_args([command, "photo.jpg", "--out", "x"]))
+    assert default.mirror_fill and default.full_steps == FitConfig().full_steps and not default.free_form
+    off = config_from_args(parser.parse_args([command, "photo.jpg", "--out", "x", "--mirror", "off", "--steps", "7"]))
+    assert not off.mirror_fill and off.full_steps == 7
+    if command == "fit":
+        assert config_from_args(parser.parse_args(["fit", "p.jpg", "--out", "x", "--free-form", "on"])).free_form
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "photo.jpg", "--out", "x", "--mirror", "sideways"])

@@ -1,7 +1,9 @@
+import math
+
 import pytest
 import torch
 
-from avatarme_edu.fitting.symmetry import MAX_RELIGHT, mirror_fill, mirror_uv
+from avatarme_edu.fitting.symmetry import DETAIL_SIGMA, TRUSTED_GAIN, mirror_fill, mirror_uv
 from avatarme_edu.geometry.head import load_eduhead
 from avatarme_edu.geometry.landmarks import mirror_vertex
 
@@ -16,46 +18,64 @@ def test_eduhead_uv_layout_is_mirrored_across_the_middle_column():
     assert torch.equal(mirror_uv(mirror_uv(x)), x) and torch.equal(mirror_uv(x)[..., 0], x[..., -1])
 
 
-def _symmetric_face(h=8, w=10):
+def _symmetric_face(h=24, w=40, light_ratio=1.6):
+    """A symmetric albedo with a fine feature pattern, lit by a smooth ramp: the right side darker."""
     g = torch.Generator().manual_seed(0)
-    half = torch.rand(3, h, w // 2, generator=g) * 0.6 + 0.2
-    albedo = torch.cat([half, mirror_uv(half)], -1)  # symmetric colour
-    ramp = torch.linspace(1.1, 0.6, w).expand(3, h, w)  # light from the left: the right side darker
+    half = 0.45 * torch.exp(0.3 * torch.randn(3, h, w // 2, generator=g))  # detail finer than the sigma
+    albedo = torch.cat([half, mirror_uv(half)], -1)
+    ramp = torch.exp(torch.linspace(0, -math.log(light_ratio), w)).expand(3, h, w)
     return albedo, ramp.clone()
 
 
-def test_an_unseen_side_gets_the_mirror_colour_relit_to_its_own_light():
+def test_an_unseen_side_gets_the_mirror_detail_on_its_own_light():
     albedo, shading = _symmetric_face()
     photo = albedo * shading
-    share = torch.zeros(8, 10)
-    share[:, :5] = 1  # only the left half was seen
+    share = torch.zeros(24, 40)
+    share[:, :20] = 1  # only the left half was seen
     seen_photo = torch.where(share.bool(), photo, torch.zeros_like(photo))  # the unseen half holds garbage
-    out, total = mirror_fill(seen_photo, share, shading)
-    assert torch.equal(total, torch.ones(8, 10))
-    assert torch.allclose(out, photo.clamp(0, 1), atol=1e-5)  # the right half as the photo would have shown it
+    estimate = 0.45 * shading  # the light the fit found, without the person's detail
+    out, total = mirror_fill(seen_photo, share, estimate, sigma=2.0)
+    assert torch.equal(total, torch.ones(24, 40))  # the light ratio (1.6) is within the trusted gain
+    right = (slice(None), slice(4, -4), slice(24, -4))  # away from the map's and the seen half's borders
+    # the right half as the photo would have shown it: its features, at its own (darker) level
+    err = (out[right] - photo[right]).abs() / photo[right]
+    assert err.median() < 0.05 and err.max() < 0.25
+    # whereas the mirror's colour as it is would be too bright there, by the light ratio
+    assert (mirror_uv(photo)[right] / photo[right]).median() > 1.2
+    # and the estimate alone has none of the features
+    assert (estimate[right] - photo[right]).abs().div(photo[right]).median() > 0.1
 
 
 def test_seen_texels_keep_their_own_colour_and_nothing_seen_stays_unseen():
     albedo, shading = _symmetric_face()
     photo = albedo * shading
-    out, total = mirror_fill(photo, torch.ones(8, 10), shading * 0.5 + mirror_uv(shading) * 0.1)
-    assert torch.equal(out, photo) and torch.equal(total, torch.ones(8, 10))
+    out, total = mirror_fill(photo, torch.ones(24, 40), 0.45 * shading)
+    assert torch.equal(out, photo) and torch.equal(total, torch.ones(24, 40))
     # a frontal photo: both sides half trusted alike, so the mirror adds no trust and no colour
-    half = torch.full((8, 10), 0.5)
-    out, total = mirror_fill(photo, half, shading)
+    half = torch.full((24, 40), 0.5)
+    out, total = mirror_fill(photo, half, 0.45 * shading)
     assert torch.equal(out, photo) and torch.equal(total, half)
-    out, total = mirror_fill(photo, torch.zeros(8, 10), shading)
-    assert torch.equal(total, torch.zeros(8, 10)) and torch.equal(out, photo)
+    out, total = mirror_fill(photo, torch.zeros(24, 40), 0.45 * shading)
+    assert torch.equal(total, torch.zeros(24, 40)) and torch.equal(out, photo)
 
 
-def test_relighting_is_bounded_where_one_side_is_in_deep_shadow():
-    photo = torch.full((3, 2, 4), 0.3)
-    share = torch.tensor([[1.0, 1.0, 0.0, 0.0]] * 2)
-    shading = torch.tensor([[1.0, 1.0, 1e-3, 1e-3]] * 2).expand(3, 2, 4)
-    out, _ = mirror_fill(photo, share, shading)
-    assert torch.allclose(out[:, :, 2:], torch.full((3, 2, 2), 0.3 / MAX_RELIGHT))
+@pytest.mark.parametrize("ratio, trust", [(1.5, 1.0), (TRUSTED_GAIN ** 1.5, 0.5), (TRUSTED_GAIN ** 2.5, 0.0)])
+def test_the_mirror_is_trusted_less_where_the_two_sides_light_differs_much(ratio, trust):
+    # a side in deep shadow carries little detail: the mirror adds less trust there, none beyond gain^2
+    photo = torch.full((3, 6, 16), 0.15)
+    share = torch.zeros(6, 16)
+    share[:, :8] = 1
+    estimate = torch.cat([torch.full((3, 6, 8), 0.15), torch.full((3, 6, 8), 0.15 * ratio)], -1)
+    out, total = mirror_fill(photo, share, estimate, sigma=1.0)
+    far = slice(12, None)  # four texels from the light's step, beyond the blur's reach
+    assert torch.allclose(total[:, far], torch.full((6, 4), trust), atol=0.01)  # (the log floor of 1e-3)
+    if trust > 0:  # what it adds is at the estimate's level
+        assert torch.allclose(out[:, :, far], torch.full((3, 6, 4), 0.15 * ratio), rtol=0.01)
 
 
-def test_bad_shapes_are_one_clear_error():
-    with pytest.raises(ValueError, match="mirror_fill needs"):
+def test_defaults_and_bad_input_are_one_clear_error():
+    assert DETAIL_SIGMA > 0 and TRUSTED_GAIN > 1
+    with pytest.raises(ValueError, match="mirror_fill needs photo"):
         mirror_fill(torch.zeros(3, 4, 4), torch.zeros(4, 5), torch.zeros(3, 4, 4))
+    with pytest.raises(ValueError, match="sigma > 0 and trusted_gain > 1"):
+        mirror_fill(torch.zeros(3, 4, 4), torch.zeros(4, 4), torch.zeros(3, 4, 4), sigma=0.0)
