@@ -9,9 +9,9 @@ texture model's, with the fitted SH light baked in and its colour matched to the
 texels. The two are blended in two parts: the photo's share is feathered (eroded, then blurred), and
 the model's low frequencies are first moved onto the photo's (the difference photo - model where the
 photo is sure, spread smoothly over the map: :func:`smooth_fill`), so that no step in shading or
-colour is left for the feather to smear. With ``mirror`` (off by default), a texel not seen whose mirror
-image across the face's midline was seen takes the mirror's photo colour, relit by the fitted light
-(:mod:`~avatarme_edu.fitting.symmetry`).
+colour is left for the feather to smear. With ``mirror`` (the fit's default), a texel not seen whose
+mirror image across the face's midline was seen takes the mirror's detail on the light of the texture
+made without it (:mod:`~avatarme_edu.fitting.symmetry`).
 The seam is measured as the colour gradient in the blend band
 over the gradient elsewhere (1 = no seam); the report gives it for the hard switch, the feather alone
 and the full blend.
