@@ -30,10 +30,12 @@ import torch
 
 from avatarme_edu.imaging import gaussian_blur
 
-#: texels of the fitted texture: the mirror gives what is finer (at the cpu profile's 96x144 map an
-#: eye is ~6 texels wide, a brow ~3 tall); the estimate gives what is coarser (the light). At 2 texels
-#: the features went with the light and dlib lost the benefit; 8 was no better than 4.
+#: texels of a map :data:`REFERENCE_WIDTH` wide (the cpu profile's fitted texture), scaled with the
+#: map's width (the paper profile's 576-wide map: 16): the mirror gives what is finer (at 96x144 an eye
+#: is ~6 texels wide, a brow ~3 tall); the estimate gives what is coarser (the light). At 2 texels the
+#: features went with the light and dlib lost the benefit; 8 was no better than 4.
 DETAIL_SIGMA = 4.0
+REFERENCE_WIDTH = 144
 #: the largest local light ratio between the two sides at which the mirror is fully trusted; the trust
 #: falls to 0 at its square.
 TRUSTED_GAIN = 2.0
@@ -45,7 +47,7 @@ def mirror_uv(x: torch.Tensor) -> torch.Tensor:
     return torch.flip(x, dims=[-1])
 
 
-def mirror_fill(photo: torch.Tensor, share: torch.Tensor, estimate: torch.Tensor, sigma: float = DETAIL_SIGMA,
+def mirror_fill(photo: torch.Tensor, share: torch.Tensor, estimate: torch.Tensor, sigma: float | None = None,
                 trusted_gain: float = TRUSTED_GAIN) -> tuple[torch.Tensor, torch.Tensor]:
     """The photo's texels completed with their mirror images' detail where they were not seen.
 
@@ -55,11 +57,13 @@ def mirror_fill(photo: torch.Tensor, share: torch.Tensor, estimate: torch.Tensor
     share)``: own colour where seen, the mirror's detail on the estimate's light where only the mirror was
     seen, mixed in between. The mirror adds only the trust it has beyond the texel's own (a frontal photo,
     seen alike on both sides, is left as it is), less where the sides' light differs by more than
-    ``trusted_gain``.
+    ``trusted_gain``. ``sigma`` (texels) None: :data:`DETAIL_SIGMA` scaled to this map's width.
     """
     if photo.ndim != 3 or tuple(share.shape) != tuple(photo.shape[-2:]) or tuple(estimate.shape) != tuple(photo.shape):
         raise ValueError(f"mirror_fill needs photo (3, H, W), share (H, W) and estimate (3, H, W); got "
                          f"{tuple(photo.shape)}, {tuple(share.shape)} and {tuple(estimate.shape)}")
+    if sigma is None:
+        sigma = DETAIL_SIGMA * photo.shape[-1] / REFERENCE_WIDTH
     if sigma <= 0 or trusted_gain <= 1:
         raise ValueError(f"mirror_fill needs sigma > 0 and trusted_gain > 1; got {sigma} and {trusted_gain}")
     mirrored = mirror_uv(photo)

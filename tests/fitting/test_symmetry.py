@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from avatarme_edu.fitting.symmetry import DETAIL_SIGMA, TRUSTED_GAIN, mirror_fill, mirror_uv
+from avatarme_edu.fitting.symmetry import DETAIL_SIGMA, REFERENCE_WIDTH, TRUSTED_GAIN, mirror_fill, mirror_uv
 from avatarme_edu.geometry.head import load_eduhead
 from avatarme_edu.geometry.landmarks import mirror_vertex
 
@@ -79,3 +79,14 @@ def test_defaults_and_bad_input_are_one_clear_error():
         mirror_fill(torch.zeros(3, 4, 4), torch.zeros(4, 5), torch.zeros(3, 4, 4))
     with pytest.raises(ValueError, match="sigma > 0 and trusted_gain > 1"):
         mirror_fill(torch.zeros(3, 4, 4), torch.zeros(4, 4), torch.zeros(3, 4, 4), sigma=0.0)
+
+
+def test_the_default_detail_scale_follows_the_map_width():
+    # the same face at 4x the texels (the paper profile's fitted texture) keeps the same detail band
+    for width in (REFERENCE_WIDTH, 4 * REFERENCE_WIDTH):
+        albedo, shading = _symmetric_face(h=24, w=width)
+        share = torch.zeros(24, width)
+        share[:, : width // 2] = 1
+        out, _ = mirror_fill(albedo * shading, share, 0.45 * shading)
+        expected, _ = mirror_fill(albedo * shading, share, 0.45 * shading, sigma=DETAIL_SIGMA * width / REFERENCE_WIDTH)
+        assert torch.equal(out, expected)
