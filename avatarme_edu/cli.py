@@ -12,6 +12,7 @@ naming the file), 1 (``dataset --verify`` found problems), 130 (Ctrl-C; nothing 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -176,6 +177,91 @@ def _cmd_profile(args) -> int:
     return 0
 
 
+def _add_same_person(sub) -> None:
+    """``same-person PHOTO PHOTO [PHOTO ...] --out DIR``: the cross-photo check."""
+    p = sub.add_parser(
+        "same-person", help="fit several photos of one person; is each fit still that person from the others' "
+                            "viewpoints? (dlib)",
+        description="Fit each photo, render each fitted head in the camera fitted to every other photo and ask "
+                    "dlib's face descriptor whether the rendering is the person in that photo (distance below "
+                    "0.6). A photo of someone else is a useful control. Writes same_person.json, "
+                    "same_person.png, the renderings and each fit.")
+    p.add_argument("photos", nargs="+", help="two or more photos with a face (JPEG or PNG)")
+    p.add_argument("--out", required=True, help="a new output folder (refused if it exists with files in it)")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default=None, help="cpu or paper (default: auto)")
+    p.add_argument("--device", default=None, help="torch device (default: $AVATARME_DEVICE or auto)")
+    p.add_argument("--mirror", choices=("on", "off"), default="on", help="the fit's symmetric completion")
+    p.add_argument("--steps", type=int, default=None, help="steps of the full objective (default: the cpu budget)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_same_person, command="same-person")
+
+
+def photo_names(photos: list[str]) -> list[str]:
+    """A short unique name per photo: its file name without the extension (numbered when two share one)."""
+    stems = [Path(p).stem for p in photos]
+    return [s if stems.count(s) == 1 else f"{s}_{i + 1}" for i, s in enumerate(stems)]
+
+
+def _cmd_same_person(args) -> int:
+    """Run ``avatarme-edu same-person``: fit every photo, then :func:`cross_photo_table` over all pairs."""
+    from avatarme_edu.atomic import atomic_dir
+    from avatarme_edu.figures.gallery import cross_photo_figure
+    from avatarme_edu.fitting.cross_photo import cross_photo_table, summarise
+    from avatarme_edu.fitting.fit import fit
+    from avatarme_edu.fitting.fit_cli import config_from_args, new_out_folder, write_fit
+    from avatarme_edu.geometry.head import load_eduhead
+    from avatarme_edu.maps_io import save_map
+
+    if len(args.photos) < 2:
+        raise ValueError(f"give at least two photos (got {len(args.photos)}): each fit is rendered in the "
+                         "pose of the others")
+    profile = get_profile(args.profile, args.device)
+    out = new_out_folder(args)
+    names = photo_names(args.photos)
+    config, head = config_from_args(args), load_eduhead(device=profile.torch_device)
+    fits = {}
+    for k, (name, photo) in enumerate(zip(names, args.photos)):
+        if not args.quiet:
+            print(f"[{k + 1}/{len(names)}] fitting {photo}", flush=True)
+        try:
+            fits[name] = fit(photo, profile, config=config, progress=not args.quiet, head=head)
+        except ValueError as err:  # say which photo it was
+            raise ValueError(f"{photo}: {err}") from err
+    renders: dict = {}
+    if not args.quiet:
+        print(f"rendering each fit in the other photos' poses and asking dlib ({len(fits) * (len(fits) - 1)} pairs)",
+              flush=True)
+    table = cross_photo_table(fits, head, renders)
+    if out.is_dir():  # empty: the finished folder takes its place
+        out.rmdir()
+    with atomic_dir(out) as tmp:  # all or nothing
+        for name, result in fits.items():
+            write_fit(result, tmp / "fits" / name)
+        (tmp / "renders").mkdir()
+        for (a, b), image in renders.items():
+            save_map(tmp / "renders" / f"{a}_in_pose_of_{b}.png", image, "color")
+        cross_photo_figure(fits, table, renders).savefig(tmp / "same_person.png", dpi=110)
+        summary = summarise(table)
+        (tmp / "same_person.json").write_text(json.dumps({
+            "photos": dict(zip(names, args.photos)), "pairs": table, "summary": summary,
+            "note": "distance: dlib's descriptor distance between the fit of 'fit' rendered in the pose of "
+                    "'pose_of' and the photo 'pose_of'; photo_distance: between the two photos themselves; "
+                    "agrees: the rendering gets the photos' verdict (same person below 0.6)"}, indent=1) + "\n")
+    width = max(len(k) for k in table)
+    print(f"{'fit in the pose of photo':<{width}}  dlib distance  photos' own  verdict (same person < 0.6)")
+    for key, row in table.items():
+        verdict = "same person" if row["same_person"] else "another person"
+        if not row["agrees"]:
+            verdict += f" (dlib on the photos: {'the same' if row['photos_same_person'] else 'another'} person)"
+        print(f"{key:<{width}}  {row['distance']:>13.3f}  {row['photo_distance']:>11.3f}  {verdict}")
+    counts = [f"{summary['recognised']} of {summary['same_person_pairs']} renderings of the same person (dlib on the "
+              "photos) recognised" if summary["same_person_pairs"] else "",
+              f"{summary['kept_apart']} of {summary['other_person_pairs']} of other people kept apart"
+              if summary["other_person_pairs"] else ""]
+    print("; ".join(c for c in counts if c) + f". Wrote {out}/same_person.png, same_person.json, renders/ and fits/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="avatarme-edu",
@@ -220,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     # the stages' own commands: each module adds its parser with its own --profile/--device/--seed
     add_reconstruct_parser(sub)
     add_fit_parser(sub)
+    _add_same_person(sub)
     add_train_parser(sub).set_defaults(func=_cmd_train)
     p = add_evaluate_parser(sub)
     p.add_argument("--end-to-end", action="store_true",

@@ -1,6 +1,7 @@
 """Fit the committed photos and measure: landmark error, photometric error, dlib identity distances,
 time per stage; the cross-photo check (Obama fitted on one photo, rendered in the pose of another:
-does dlib still say "same person"? Biden's photo as the negative control); free-form offset on/off.
+does dlib still say "same person"? Biden's photo as the negative control;
+``avatarme_edu.fitting.cross_photo``, what ``avatarme-edu same-person`` runs); free-form offset on/off.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_fit.py [--out results.json]`` (a few minutes; options: the
 identity loss, ``--set FIELD=VALUE`` for other ``FitConfig`` fields).
@@ -21,8 +22,8 @@ NAMES = ("astronaut", "obama_2012", "obama_2009", "obama_2010", "biden_2010")
 def main() -> None:
     import torch
 
+    from avatarme_edu.fitting.cross_photo import cross_photo_distance
     from avatarme_edu.fitting.fit import fit
-    from avatarme_edu.fitting.fit_report import dlib_distance, overlay_rendering
     from avatarme_edu.fitting.fit_stages import FitConfig
     from avatarme_edu.geometry.head import load_eduhead
     from avatarme_edu.profiles import get_profile
@@ -65,16 +66,11 @@ def main() -> None:
         for b in ("obama_2012", "obama_2009", "obama_2010", "biden_2010"):
             if a == b or a not in fits or b not in fits:
                 continue
-            ra, rb = fits[a], fits[b]
-            with torch.no_grad():
-                img = overlay_rendering(ra.mesh, ra.texture, rb.camera, rb.crop, ra.mesh.faces, head.weld)
-            big = torch.nn.functional.interpolate(rb.crop.image[None], size=img.shape[-2:], mode="bilinear",
-                                                  align_corners=False)[0]
-            lms_b = rb.crop.landmarks * 2.0  # crop pixels of the 2x overlay
-            lm_render = (rb.camera.project(ra.mesh.vertices[head.landmark_ids])[0] * 2.0)
-            d, how = dlib_distance(big, lms_b, img, lm_render)
-            cross[f"{a} rendered in the pose of {b}"] = {"dlib_distance_to_photo": round(d, 4), "same_person": d < 0.6,
-                                                         "found_by": how}
+            row = cross_photo_distance(fits[a], fits[b], head)
+            cross[f"{a} rendered in the pose of {b}"] = {"dlib_distance_to_photo": row["distance"],
+                                                         "same_person": row["same_person"],
+                                                         "photo_distance": row["photo_distance"],
+                                                         "found_by": row["found_by"]}
             print(a, "->", b, cross[f"{a} rendered in the pose of {b}"], flush=True)
     out["cross_photo"] = cross
     same = [v["dlib_distance_to_photo"] for k, v in cross.items() if "biden" not in k]

@@ -11,6 +11,7 @@ _HOMES = {
     "separation_panels": "lightstage", "draw_window_grid": "maps", "psnr_bar_chart": "maps", "show_images": "maps",
     "show_maps": "maps", "to_display": "maps", "transfer_figure": "maps", "plot_head": "meshes",
     "plot_uv_layout": "meshes", "avatar_gallery": "gallery", "stage_times_figure": "gallery",
+    "cross_photo_figure": "gallery",
 }
 __all__ = list(_HOMES)
 __getattr__, __dir__ = public_face(__name__, _HOMES)

@@ -70,3 +70,33 @@ def stage_times_figure(times: dict[str, float], title: str = "time per stage") -
     total = sum(v for _, v in items)
     ax.set_title(f"{title} (total {total:.1f} s)")
     return fig
+
+
+def cross_photo_figure(fits: dict, table: dict, renders: dict, side: float = 2.4) -> Figure:
+    """The cross-photo check as a grid: one row per fitted photo, its face crop first, then its head in the
+    pose of every photo (the diagonal: its own pose), each titled with dlib's distance to that photo: green
+    where the rendering gets the verdict dlib gives the two photos themselves (same person below 0.6, or
+    another person), red where not. ``fits`` {name: FitResult}; ``table`` and ``renders``
+    from :func:`~avatarme_edu.fitting.cross_photo.cross_photo_table` (``renders`` {(a, b): image})."""
+    from avatarme_edu.fitting.cross_photo import photo_crop
+    from avatarme_edu.fitting.identity import SAME_PERSON_DISTANCE
+
+    names = list(fits)
+    n = len(names)
+    fig = Figure(figsize=(side * (n + 1), side * n + 0.6), layout="constrained")
+    axes = fig.subplots(n, n + 1, squeeze=False)
+    for i, a in enumerate(names):
+        _panel(axes[i, 0], _srgb(photo_crop(fits[a])), f"photo {a}")
+        for j, b in enumerate(names):
+            ax = axes[i, j + 1]
+            if a == b:
+                _panel(ax, _srgb(fits[a].overlay), f"fit {a}, own pose")
+                continue
+            row = table[f"{a} in the pose of {b}"]
+            _panel(ax, _srgb(renders[(a, b)]), f"fit {a} in pose of {b}\ndlib {row['distance']:.3f} "
+                                              f"(photos {row['photo_distance']:.3f})")
+            ax.title.set_color("green" if row["agrees"] else "firebrick")
+    fig.suptitle(f"each fit seen from the other photos' cameras: dlib distance to that photo (same person below "
+                 f"{SAME_PERSON_DISTANCE}; in brackets, the two photos' own distance). Green: the rendering gets "
+                 "the photos' verdict, red: it does not", fontsize=9)
+    return fig

@@ -10,7 +10,8 @@
 * :mod:`~avatarme_edu.fitting.fit_stages`     - crop, starting camera, parameters, losses;
 * :mod:`~avatarme_edu.fitting.fit`            - ``fit(photo, profile)``: landmarks, then the full objective;
 * :mod:`~avatarme_edu.fitting.fit_report`     - texture from the photo, rendering over it, the report;
-* :mod:`~avatarme_edu.fitting.fit_cli`        - writing a fit, ``avatarme-edu fit PHOTO --out DIR``;
+* :mod:`~avatarme_edu.fitting.fit_cli`        - writing a fit, ``avatarme-edu fit PHOTO --out DIR`` and ``same-person``;
+* :mod:`~avatarme_edu.fitting.cross_photo`    - the cross-photo check: a fit seen from another photo's camera;
 * :mod:`~avatarme_edu.fitting.synthetic`      - the synthetic check on held-out light-stage subjects.
 
 The 68-point landmark model was trained on iBUG 300-W, whose terms exclude commercial use.

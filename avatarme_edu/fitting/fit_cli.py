@@ -1,4 +1,5 @@
-"""Writing a fit to a folder, and the ``avatarme-edu fit PHOTO --out DIR`` command.
+"""Writing a fit to a folder, and the ``avatarme-edu fit PHOTO --out DIR`` command (``avatarme-edu same-person``,
+which fits several photos and runs the cross-photo check, lives in :mod:`avatarme_edu.cli`: it draws a figure).
 
 Files written (each atomically: a temporary name, then renamed, so nothing half-written is left):
 
@@ -104,24 +105,31 @@ def config_from_args(args):
     return config
 
 
-def run_fit(args) -> int:
-    """Run ``avatarme-edu fit``; bad photos raise ``ValueError`` with one clear line (the CLI prints it)."""
-    from avatarme_edu.fitting.fit import fit
-    from avatarme_edu.fitting.texture_model import default_texture_model, load_texture_model
-    from avatarme_edu.profiles import get_profile
+def new_out_folder(args) -> Path:
+    """``--out`` checked before any work: a new or empty folder in a writable place; ``--steps`` >= 0."""
+    from avatarme_edu.atomic import check_writable
 
-    from avatarme_edu.atomic import atomic_dir, check_writable
-
-    profile = get_profile(args.profile, args.device)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file; give a folder for the fit's outputs")
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder for the outputs")
     if out.is_dir() and any(out.iterdir()):
         raise ValueError(f"--out {str(out)!r} already exists and is not empty; give a new folder "
                          "(nothing of yours is overwritten)")
     check_writable(out)  # an unwritable place is refused before the work, not after it
     if args.steps is not None and args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
+    return out
+
+
+def run_fit(args) -> int:
+    """Run ``avatarme-edu fit``; bad photos raise ``ValueError`` with one clear line (the CLI prints it)."""
+    from avatarme_edu.fitting.fit import fit
+    from avatarme_edu.fitting.texture_model import default_texture_model, load_texture_model
+    from avatarme_edu.atomic import atomic_dir
+    from avatarme_edu.profiles import get_profile
+
+    profile = get_profile(args.profile, args.device)
+    out = new_out_folder(args)
     if args.texture_model == "auto":
         tex = default_texture_model(profile)
     else:
