@@ -195,6 +195,38 @@ def evaluate_seed(seed: int, profile: Profile, weights=None, fit_config=None, me
     return out
 
 
+def truth_report(avatar, seed: int, profile: Profile) -> dict:
+    """``avatar``'s maps against the truth of virtual light-stage subject ``seed``, when its photo is a
+    render of that subject (``avatarme-edu reconstruct --synthetic SEED`` or ``--truth-subject SEED``):
+    PSNR of A_D and A_S, mean angle of N_D and N_S (UV, face region), the render PSNR under new light and
+    the shape error in mm, as in :func:`evaluate_seed`'s ``end_to_end`` column. A training identity
+    (``seed % 5 != 4``) is scored too, with a note: the networks have seen it."""
+    from avatarme_edu.fitting.synthetic import face_vertex_weights, shape_error_mm
+    from avatarme_edu.lightstage.dataset import is_held_out
+    from avatarme_edu.lightstage.subjects import make_subject
+
+    subject = make_subject(int(seed), profile)
+    truth = subject.reflectance
+    if tuple(truth.mask.shape) != tuple(avatar.maps.mask.shape):
+        raise ValueError(f"subject {seed}'s maps are {tuple(truth.mask.shape)}, the avatar's "
+                         f"{tuple(avatar.maps.mask.shape)}: score with the profile that reconstructed it")
+    region = truth.mask.bool() & (subject.regions["face"] > 0.5)
+    maps = {k: getattr(avatar.maps, k).to(truth.mask.device) for k in
+            ("diffuse_albedo", "specular_albedo", "diffuse_normals", "specular_normals")}
+    mesh = avatar.mesh.to(truth.mask.device)
+    out = {"subject": int(seed), "held_out": is_held_out(int(seed)), **map_errors(maps, truth, region),
+           "render_psnr": render_psnr(mesh, avatar.shape, maps, subject.mesh, subject.shape, truth, region)}
+    w = face_vertex_weights().to(mesh.vertices.device)
+    out["shape_error_mm"] = shape_error_mm(mesh.vertices, subject.mesh.vertices.to(mesh.vertices.device), w)
+    out = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
+    out["note"] = ("PSNR in dB (A_D, A_S in UV over the face region; the render from the subject's front camera "
+                   f"under {' and '.join(RENDER_LIGHTS)}), normals' mean angle in degrees, shape error in mm")
+    if not out["held_out"]:
+        out["note"] += (f"; subject {seed} is a training identity (held out: seed % 5 == 4), the networks have "
+                        "seen its maps, so these are not held-out numbers")
+    return out
+
+
 def _sr_only(low, profile, weights):
     from avatarme_edu import stages
 

@@ -19,7 +19,7 @@ overwritten. Layout of ``out/``:
 | ``renders/turntable_*.png`` | the head from three views under studio light |
 | ``renders/relight_*.png`` | the head from the front under four new lightings (:data:`RELIGHT`) |
 | ``renders/photo_vs_render.png`` | the photo crop and the head rendered in its pose under new light |
-| ``report.json`` | time per stage, device, profile, versions, identity distance, the fit's numbers |
+| ``report.json`` | time per stage, device, profile, versions, identity distance, the fit's numbers; with ``--synthetic`` or ``--truth-subject``, ``ground_truth``: each map's PSNR (or angle) against the subject's truth, the render PSNR and the shape error |
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from avatarme_edu.atomic import TMP_PREFIX, atomic_dir, check_writable, write_text
+from avatarme_edu.seeds import seed_arg
 
 RENDER_SIDE = 256
 # the relighting strip's lights (render/views.py default_light_sets): a key light from the side and
@@ -196,6 +197,12 @@ def add_reconstruct_parser(subparsers) -> None:
     p.add_argument("photo", nargs="?", default=None, help="a photo with a face (JPEG or PNG)")
     p.add_argument("--sample", choices=sorted(SAMPLES), default=None,
                    help="reconstruct a bundled sample photo instead of PHOTO (make demo: astronaut)")
+    p.add_argument("--synthetic", type=seed_arg, default=None, metavar="SEED",
+                   help="reconstruct held-out virtual subject SEED (seed %% 5 == 4), rendered as a photo in random "
+                        "pose and light, instead of PHOTO; report.json gets its numbers against the truth")
+    p.add_argument("--truth-subject", type=seed_arg, default=None, metavar="SEED",
+                   help="PHOTO is a render of virtual subject SEED (data_samples/photos/synthetic_000N_*.jpg are "
+                        "subjects 0-2): report.json gets each map's PSNR against its truth")
     p.add_argument("--out", required=True, help="a new output folder (refused if it exists with files in it)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out if it holds a previous reconstruction and nothing else")
@@ -213,6 +220,7 @@ def add_reconstruct_parser(subparsers) -> None:
 def run_reconstruct(args) -> int:
     """``avatarme-edu reconstruct``: checks everything it can before working; one line per problem."""
     from avatarme_edu.fitting.fit_cli import config_from_args
+    from avatarme_edu.lightstage.dataset import is_held_out
     from avatarme_edu.maps_io import load_photo
     from avatarme_edu.pipeline import check_weights, reconstruct
     from avatarme_edu.profiles import get_profile
@@ -223,23 +231,45 @@ def run_reconstruct(args) -> int:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
     if args.weights is not None and not Path(args.weights).is_dir():
         raise ValueError(f"--weights {args.weights!r} is not a folder of <network>.safetensors files")
-    if (args.photo is None) == (args.sample is None):
-        raise ValueError("give either a PHOTO or --sample NAME (e.g. --sample astronaut)")
-    path = Path(args.photo) if args.photo is not None else sample_photo(args.sample)
+    if sum(x is not None for x in (args.photo, args.sample, args.synthetic)) != 1:
+        raise ValueError("give one of PHOTO, --sample NAME (e.g. --sample astronaut) or --synthetic SEED")
+    truth_seed = args.synthetic if args.synthetic is not None else args.truth_subject
+    if args.truth_subject is not None and args.photo is None:
+        raise ValueError("--truth-subject goes with a PHOTO that is a render of that subject")
+    if args.synthetic is not None and not is_held_out(args.synthetic):
+        raise ValueError(f"--synthetic {args.synthetic} is a training identity of the networks; held-out subjects "
+                         f"have seed % 5 == 4 (e.g. {args.synthetic - args.synthetic % 5 + 4})")
     check_weights(profile, args.weights)
     out = check_out(args.out, args.overwrite)
-    with warnings.catch_warnings():  # a bad photo fails here, before any work; reconstruct notes the rest
-        warnings.simplefilter("ignore")
-        load_photo(path)
-    avatar = reconstruct(path, profile, weights=args.weights, fit_config=config_from_args(args),
+    if args.synthetic is not None:
+        from avatarme_edu.fitting.synthetic import synthetic_photo
+
+        photo, name = synthetic_photo(args.synthetic, profile).photo, f"held-out virtual subject {args.synthetic}"
+    else:
+        photo = Path(args.photo) if args.photo is not None else sample_photo(args.sample)
+        name = photo.name
+        with warnings.catch_warnings():  # a bad photo fails here, before any work; reconstruct notes the rest
+            warnings.simplefilter("ignore")
+            load_photo(photo)
+    avatar = reconstruct(photo, profile, weights=args.weights, fit_config=config_from_args(args),
                          progress=not args.quiet)
-    write_avatar(avatar, out, photo_name=path.name, progress=not args.quiet, overwrite=args.overwrite)
+    if truth_seed is not None:
+        from avatarme_edu.end_to_end import truth_report
+
+        avatar.report["ground_truth"] = truth_report(avatar, truth_seed, profile)
+    write_avatar(avatar, out, photo_name=name, progress=not args.quiet, overwrite=args.overwrite)
     r = avatar.report
     ident = r.get("identity", {})
     d = ident.get("distance")
-    print(f"reconstructed {path} in {time.perf_counter() - start:.1f} s, written included "
+    print(f"reconstructed {name} in {time.perf_counter() - start:.1f} s, written included "
           f"({profile.name} profile, {profile.device}); "
           f"dlib distance photo vs render {'n/a' if d is None else f'{d:.3f}'} (same person below 0.6)")
+    if "ground_truth" in r:
+        g = r["ground_truth"]
+        print(f"against the truth of subject {g['subject']}{'' if g['held_out'] else ' (a training identity)'}: "
+              f"A_D {g['diffuse_albedo_psnr']:.2f} dB, A_S {g['specular_albedo_psnr']:.2f} dB, "
+              f"N_D {g['diffuse_normals_deg']:.2f} deg, N_S {g['specular_normals_deg']:.2f} deg, "
+              f"render {g['render_psnr']:.2f} dB, shape {g['shape_error_mm']:.2f} mm")
     print(f"outputs in {out}/: maps/ head_maps/ export/ (head.glb, head.html) renders/ report.json")
     return 0
 

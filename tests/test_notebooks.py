@@ -246,3 +246,13 @@ def test_a_degraded_stage_fails_the_comparison(tmp_path):
     assert not worse & {"e2e/texture/fitted_psnr", "e2e/shape_error_mm", "nets/super_resolution/network_psnr",
                         "nets/delighting/network_psnr",
                         "e2e/true_albedo/specular_albedo_psnr", "real/landmark_error_px"}, problems
+
+
+def test_the_suite_timing_covers_every_notebook():
+    """``benchmarks/results/notebooks_cpu.json`` (``benchmarks/bench_notebooks.py``) times every notebook there
+    is, and the classroom suite stays under its 10-minute budget; re-run it when a notebook is added."""
+    timing = json.loads((REPO / "benchmarks" / "results" / "notebooks_cpu.json").read_text())
+    timed = {row["notebook"] for row in timing["rows"]}
+    assert timed == {p.stem for p in NOTEBOOKS}, sorted(timed ^ {p.stem for p in NOTEBOOKS})
+    assert abs(timing["total_s"] - sum(row["wall_s"] for row in timing["rows"])) < 1.0
+    assert timing["total_s"] < 600

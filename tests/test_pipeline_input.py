@@ -154,7 +154,7 @@ def test_bad_option_values_are_one_line(command, argv, message, tmp_path, capsys
 
 @pytest.mark.parametrize("argv, message", [
     (["--weights", "/no/such/weights"], "is not a folder"),
-    (["--sample", "astronaut"], "either a PHOTO or --sample"),  # both
+    (["--sample", "astronaut"], "give one of PHOTO, --sample NAME"),  # both
     (["--profile", "paper", "--device", "cpu"], "no weights for the 'sr' network (paper profile)"),
     (["--weights", "/"], "no weights for the 'sr' network"),  # a folder without them
 ])
@@ -163,7 +163,7 @@ def test_bad_reconstruct_options_are_one_line(argv, message, tmp_path, capsys):
     assert main(["reconstruct", str(PHOTOS / "astronaut.jpg"), "--out", str(out), "--quiet", *argv]) == 2
     assert message in _one_error_line(capsys, "reconstruct")
     assert main(["reconstruct", "--out", str(out)]) == 2  # neither
-    assert "either a PHOTO or --sample" in _one_error_line(capsys, "reconstruct")
+    assert "give one of PHOTO, --sample NAME" in _one_error_line(capsys, "reconstruct")
     assert not out.exists()
 
 
