@@ -2,7 +2,8 @@
 its person to dlib's face descriptor (the head rendered in the photo's pose under a new frontal key light,
 against the photo itself and against the other people's photos).
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_reconstruct.py [--out results.json]`` (about 2 minutes).
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_reconstruct.py [--out results.json] [--weights DIR]`` (about
+2 minutes).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=None)
     parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--weights", default=None, help="folder of <network>.safetensors (default: the committed)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     profile = get_profile(args.profile)
@@ -37,7 +39,7 @@ def main() -> None:
     faces = {n: detect_face(p).landmarks for n, p in photos.items()}
     rows = []
     for name in NAMES:
-        avatar = reconstruct(PHOTOS / f"{name}.jpg", profile, progress=False)
+        avatar = reconstruct(PHOTOS / f"{name}.jpg", profile, weights=args.weights, progress=False)
         render, _ = photo_pose_render((avatar.head_mesh, avatar.head_shape, avatar.head_maps), avatar.fit)
         # the render against every photo (each photo's own landmarks): own person vs other people
         to_photo = {other: round(dlib_distance(photos[other], faces[other], render)[0], 4) for other in NAMES}

@@ -8,6 +8,7 @@
 * :mod:`~avatarme_edu.lightstage.separation` - the maps recovered from them (Ma et al. 2007);
 * :mod:`~avatarme_edu.lightstage.wild` - in-the-wild textures of a subject;
 * :mod:`~avatarme_edu.lightstage.fresh_lows` - super-resolution pairs degraded afresh for training;
+* :mod:`~avatarme_edu.lightstage.albedo_marks` - dark marks painted into de-lighting patches (pigment is not light);
 * :mod:`~avatarme_edu.lightstage.dataset` - many subjects on disk, split by identity.
 """
 

@@ -72,6 +72,9 @@ def add_train_parser(subparsers) -> "argparse.ArgumentParser":  # noqa: F821
     p.add_argument("--fresh-lows", type=float, default=0.0, metavar="SHARE",
                    help="sr only: the share of training patches whose fitted-size texture is degraded afresh from "
                         "the sharp one (new blur, noise and JPEG, lightstage/fresh_lows.py); default 0")
+    p.add_argument("--albedo-marks", type=float, default=0.0, metavar="SHARE",
+                   help="delight only: the share of training patches with random dark marks painted into both the "
+                        "texture and the albedo, so δ learns to keep pigment (lightstage/albedo_marks.py); default 0")
     p.add_argument("--normalise-level", action="store_true",
                    help="specular_albedo only: train on every subject scaled to one face-mean level "
                         "(the pattern; the level head sets the level)")
@@ -109,7 +112,9 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
 
     ``batch_transform``: a function ``batch -> batch`` applied to every training batch and to the
     validation batch, e.g. one that swaps the sharp texture for what the stage before hands over
-    (:mod:`~avatarme_edu.cascade`).
+    (:mod:`~avatarme_edu.cascade`); one whose ``training_only`` attribute is true (an augmentation,
+    :mod:`~avatarme_edu.lightstage.albedo_marks`) leaves the validation batch as it is, so its held-out
+    numbers compare with those of a run without it.
     """
     from avatarme_edu.lightstage.dataset import PatchDataset, patch_loader
     from avatarme_edu.nets.tasks import task_for_profile
@@ -127,8 +132,9 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
         reference = sum(levels.values()) / len(levels)
         info = {**(info or {}), "level_normalised_to": reference}
 
-    def prepare(batch):  # the texture the trainer is to see, and ψ's targets at one level
-        batch = batch_transform(batch) if batch_transform is not None else batch
+    def prepare(batch, validation: bool = False):  # the texture the trainer is to see, ψ's targets at one level
+        if batch_transform is not None and not (validation and getattr(batch_transform, "training_only", False)):
+            batch = batch_transform(batch)
         return normalise_levels(batch, levels, reference) if normalise_level else batch
 
     means = {}
@@ -146,7 +152,8 @@ def train_from_dataset(task: Task, profile: Profile, data: str | os.PathLike, ou
     if val_every > 0:
         if normalise_level:  # the validation patches' subjects, brought to the same level
             levels.update(subject_levels(PatchDataset(data, "held_out", profile, keys=task.keys)))
-        val_batch = prepare(add_priors(task, held_out_batch(data, task, profile, val_patches, seed=12345), means))
+        val_batch = prepare(add_priors(task, held_out_batch(data, task, profile, val_patches, seed=12345), means),
+                            validation=True)
         val = validator(task, val_batch, out)
     info = {"data": str(data), "batch_size": batch_size, "machine": machine_description(profile),
             "train_identities": train_set.identities, **(info or {})}
@@ -184,6 +191,12 @@ def run_train(args, texture_input=None) -> int:
         raise ValueError(f"--fresh-lows is for sr only, not {args.network}")
     if not 0.0 <= args.fresh_lows <= 1.0:
         raise ValueError(f"--fresh-lows must be a share in [0, 1], got {args.fresh_lows}")
+    if args.albedo_marks and args.network != "delight":
+        raise ValueError(f"--albedo-marks is for delight only, not {args.network}")
+    if not 0.0 <= args.albedo_marks <= 1.0:
+        raise ValueError(f"--albedo-marks must be a share in [0, 1], got {args.albedo_marks}")
+    if args.albedo_marks and args.texture_input != "sharp":
+        raise ValueError("--albedo-marks paints into the sharp texture: it does not go with --texture-input rcan")
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise ValueError(f"--max-minutes must be positive, got {args.max_minutes}")
     out = Path(args.out)
@@ -200,6 +213,11 @@ def run_train(args, texture_input=None) -> int:
 
         transform = fresh_lows(args.fresh_lows, task_for_profile(task, profile).target)
         extra = {"fresh_lows": args.fresh_lows}
+    elif args.albedo_marks:
+        from avatarme_edu.lightstage.albedo_marks import albedo_marks
+
+        transform = albedo_marks(args.albedo_marks, map_width=profile.map_hw[1])
+        extra = {"albedo_marks": args.albedo_marks}
     argv = sys.argv[1:]
     argv = argv if argv[:1] == ["train"] else ["train", *argv]  # `python -m avatarme_edu.nets` drops "train"
     log = train_from_dataset(task, profile, data, out, args.steps, args.batch_size, args.seed, args.lr, args.resume,
