@@ -40,7 +40,7 @@ def photo_crop(fit) -> torch.Tensor:
 
 def render_in_pose_of(fit_a, fit_b, head=None) -> torch.Tensor:
     """``(3, 2R, 2R)`` linear RGB: the head of ``fit_a`` (a :class:`~avatarme_edu.fitting.fit.FitResult`)
-    with its texture, seen by the camera fitted to ``fit_b``, over ``fit_b``'s photo crop (``R`` = the
+    with its texture (the detailed one, ``FitResult.detailed_texture``), seen by the camera fitted to ``fit_b``, over ``fit_b``'s photo crop (``R`` = the
     fits' crop size). ``head``: EduHead, for its vertex weld (loaded when not given)."""
     from avatarme_edu.geometry.head import load_eduhead
 
@@ -52,8 +52,8 @@ def render_in_pose_of(fit_a, fit_b, head=None) -> torch.Tensor:
     device = cam.rotation.device
     mesh = fit_a.mesh.to(device)
     with torch.no_grad():
-        return overlay_rendering(mesh, fit_a.texture.to(device), cam, fit_b.crop, mesh.faces, head.weld.to(device),
-                                 factor=FACTOR).cpu()
+        return overlay_rendering(mesh, fit_a.detailed_texture.to(device), cam, fit_b.crop, mesh.faces,
+                                 head.weld.to(device), factor=FACTOR).cpu()
 
 
 def _model_landmarks(fit_a, fit_b, head) -> torch.Tensor:

@@ -52,7 +52,9 @@ BACK_OF_HEAD_Z = -0.04
 @dataclass
 class FitResult:
     """What :func:`fit` returns. ``mesh``: the fitted head (EduHead topology and UVs, metres);
-    ``texture`` ``(3, H, W)`` linear RGB at ``profile.texture_hw`` (photo where seen, model elsewhere);
+    ``texture`` ``(3, H, W)`` linear RGB at ``profile.texture_hw`` (photo where seen, model elsewhere; what
+    the pipeline super-resolves); ``texture_detail`` the same unwrap at ``FitConfig.detail_scale`` times that
+    size (None at scale 1), which ``overlay`` and the cross-photo check render;
     ``visibility`` ``(H, W)`` float in [0, 1], the photo's share of each texel; ``model_texture``
     ``(3, H, W)`` the texture model's decode with the fitted light baked in; ``overlay``
     ``(3, h, w)`` linear RGB, the rendering over the photo crop; ``crop``; ``camera`` (crop pixels);
@@ -75,6 +77,12 @@ class FitResult:
     texture_info: dict = field(default_factory=dict)
     photo: torch.Tensor | None = field(default=None, repr=False)
     snapshots: list = field(default_factory=list, repr=False)
+    texture_detail: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def detailed_texture(self) -> torch.Tensor:
+        """``texture_detail`` when the fit made one (``FitConfig.detail_scale`` > 1), else ``texture``."""
+        return self.texture if self.texture_detail is None else self.texture_detail
 
 
 _MODELS: dict = {}
@@ -289,9 +297,17 @@ def fit(photo, profile: Profile, texture_model: TextureModel | None = None, conf
         texture, visibility, baked, tex_info = unwrap_texture(mesh, model_tex, final.sh, cam, crop, photo.to(device),
                                                    profile.texture_hw, model.weld, model.texture_weight,
                                                    mirror=config.mirror_fill)
-        overlay = overlay_rendering(mesh, texture, cam, crop, model.faces, model.weld)
+        detail = None
+        if config.detail_scale > 1:  # the photo holds more than the profile's texture: for the fit's renderings
+            hw = tuple(config.detail_scale * int(x) for x in profile.texture_hw)
+            big_model = torch.nn.functional.interpolate(model_tex[None], size=hw, mode="bilinear",
+                                                        align_corners=False)[0]
+            detail = unwrap_texture(mesh, big_model, final.sh, cam, crop, photo.to(device), hw, model.weld,
+                                    model.texture_weight, mirror=config.mirror_fill)[0]
+        overlay = overlay_rendering(mesh, texture if detail is None else detail, cam, crop, model.faces, model.weld)
     times["texture"] = time.perf_counter() - t0
     result = FitResult(mesh=Mesh(verts.cpu(), model.all_faces.cpu(), model.uvs.cpu()), texture=texture.cpu(),
+                       texture_detail=None if detail is None else detail.cpu(),
                        visibility=visibility.cpu(), model_texture=baked.cpu(), overlay=overlay.cpu(), crop=crop,
                        camera=cam.detached(), params=final, history=history, times=times, photo=photo,
                        texture_info=tex_info, snapshots=snapshots)

@@ -7,6 +7,7 @@ Files written (each atomically: a temporary name, then renamed, so nothing half-
 |---|---|
 | ``mesh.obj`` | the fitted head (EduHead topology, UVs), metres |
 | ``texture.png`` | the UV texture at the profile's fitted-texture size (sRGB PNG; exact: ``fit.safetensors``) |
+| ``texture_detail.png`` | the same unwrap at ``FitConfig.detail_scale`` (2) times that size, what the overlay shows |
 | ``visibility.png`` | the photo's share of each texel (white: from the photo, black: from the texture model) |
 | ``model_texture.png`` | the texture model's texture with the fitted light baked in |
 | ``overlay.png`` | the photo crop, the rendering over it, side by side |
@@ -47,6 +48,8 @@ def write_fit(result, out: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = [write_obj(out / "mesh.obj", result.mesh)]
     written.append(save_map(out / "texture.png", result.texture, "color"))
+    if result.texture_detail is not None:
+        written.append(save_map(out / "texture_detail.png", result.texture_detail, "color"))
     written.append(save_map(out / "visibility.png", result.visibility[None], "gray"))
     written.append(save_map(out / "model_texture.png", result.model_texture, "color"))
     crop = torch.nn.functional.interpolate(result.crop.image[None], size=result.overlay.shape[-2:], mode="bilinear",
@@ -58,6 +61,7 @@ def write_fit(result, out: str | Path) -> list[Path]:
     written.append(out / "history.json")
     p, cam = result.params, result.camera
     tensors = {"texture": result.texture, "visibility": result.visibility, "model_texture": result.model_texture,
+               **({} if result.texture_detail is None else {"texture_detail": result.texture_detail}),
                "rotation": p.rotation, "translation": p.translation, "identity": p.identity,
                "expression": p.expression, "latent": p.latent, "sh": p.sh, "offset_mm": p.offset,
                "camera_rotation": cam.rotation, "camera_translation": cam.translation}

@@ -26,13 +26,15 @@ import torch.nn.functional as F
 
 from avatarme_edu.fitting.diff_render import (PinholeCamera, barycentrics, rasterize, render, sh_shading,
                                               uniform_sh, vertex_normals)
-from avatarme_edu.fitting.symmetry import mirror_fill
+from avatarme_edu.fitting.symmetry import REFERENCE_WIDTH, mirror_fill
 from avatarme_edu.geometry.mesh import Mesh
 
 FACING_MIN = 0.2  # cosine between normal and view below which a texel counts as unseen (grazing)
 DEPTH_TOLERANCE = 0.004  # m: a texel this far behind the z-buffer is hidden
-FEATHER_TEXELS = 2  # erosion (and blur sigma) of the photo's share, in texels
-FILL_SIGMAS = (3.0, 6.0, 12.0, 24.0)  # texels: the scales of the photo-minus-model colour correction
+# in texels of a texture REFERENCE_WIDTH (144) wide, the cpu profile's; scaled with the texture's width, so
+# they cover the same part of the face at any size (a finer unwrap, the paper profile)
+FEATHER_TEXELS = 2  # erosion (and blur sigma) of the photo's share
+FILL_SIGMAS = (3.0, 6.0, 12.0, 24.0)  # the scales of the photo-minus-model colour correction
 # the outlier test of the photo's colour against the fitted model's (:func:`skin_consistency`): robust
 # z-scores of the smoothed log-ratio photo / model; full trust below OUTLIER_Z[0], none above OUTLIER_Z[1]
 OUTLIER_Z = (2.5, 4.5)
@@ -196,9 +198,11 @@ def unwrap_texture(mesh: Mesh, model_texture: torch.Tensor, sh: torch.Tensor, ca
 
 
 def _feather(share: torch.Tensor) -> torch.Tensor:
-    """``(H, W)`` blend weight of the photo: its share eroded and blurred by :data:`FEATHER_TEXELS`."""
-    eroded = -F.max_pool2d(-share[None, None], 2 * FEATHER_TEXELS + 1, 1, FEATHER_TEXELS)[0, 0]
-    return (_blur(eroded, FEATHER_TEXELS) * share).clamp(0, 1)
+    """``(H, W)`` blend weight of the photo: its share eroded and blurred by :data:`FEATHER_TEXELS` (scaled
+    with the map's width)."""
+    r = max(1, round(FEATHER_TEXELS * share.shape[-1] / REFERENCE_WIDTH))
+    eroded = -F.max_pool2d(-share[None, None], 2 * r + 1, 1, r)[0, 0]
+    return (_blur(eroded, r) * share).clamp(0, 1)
 
 
 def _pull_onto(model: torch.Tensor, photo: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -219,11 +223,14 @@ def seam_ratio_sources(photo_texture: torch.Tensor, model_texture: torch.Tensor,
     return float(mixed[band].mean() / mixed[~band].mean().clamp_min(1e-8))
 
 
-def smooth_fill(values: torch.Tensor, known: torch.Tensor, sigmas=FILL_SIGMAS) -> torch.Tensor:
+def smooth_fill(values: torch.Tensor, known: torch.Tensor, sigmas=None) -> torch.Tensor:
     """``(C, H, W)`` ``values`` known where ``known`` ``(H, W)`` is 1, spread smoothly everywhere:
     normalised Gaussian convolutions from the widest ``sigma`` (texels) down to the finest, each
     taking over where it has enough known texels nearby. Only the low frequencies survive (the finest
-    sigma), so adding the result to the model moves its colour, not its detail, onto the photo's."""
+    sigma), so adding the result to the model moves its colour, not its detail, onto the photo's.
+    ``sigmas``: default :data:`FILL_SIGMAS` scaled with the map's width."""
+    if sigmas is None:
+        sigmas = [s * values.shape[-1] / REFERENCE_WIDTH for s in FILL_SIGMAS]
     if not bool(known.any()):
         return torch.zeros_like(values)
     out = None

@@ -44,6 +44,10 @@ class FitConfig:
     # rendered in another photo's pose closer to that photo; on held-out renders it costs 0.3-0.4 dB of texture
     # and 0.1-0.3 dB of end-to-end albedo (README, "Symmetric completion")
     mirror_fill: bool = True
+    # the photo unwrapped a second time at this many times the profile's texture size (FitResult.texture_detail):
+    # the fit's own renderings (overlay, new views, the cross-photo check) show the detail the photo has; the
+    # pipeline super-resolves the profile-size texture, as AvatarMe does. 1: no second unwrap
+    detail_scale: int = 2
     w_landmark: float = 1.0
     w_photo: float = 4.0
     w_identity: float = 0.3
