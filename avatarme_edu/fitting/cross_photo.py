@@ -40,8 +40,9 @@ def photo_crop(fit) -> torch.Tensor:
 
 def render_in_pose_of(fit_a, fit_b, head=None) -> torch.Tensor:
     """``(3, 2R, 2R)`` linear RGB: the head of ``fit_a`` (a :class:`~avatarme_edu.fitting.fit.FitResult`)
-    with its texture (the detailed one, ``FitResult.detailed_texture``), seen by the camera fitted to ``fit_b``, over ``fit_b``'s photo crop (``R`` = the
-    fits' crop size). ``head``: EduHead, for its vertex weld (loaded when not given)."""
+    with its texture (the detailed one, ``FitResult.detailed_texture``), seen by the camera fitted to
+    ``fit_b``, over ``fit_b``'s photo crop (``R`` = the fits' crop size). ``head``: EduHead, for its vertex
+    weld (loaded when not given)."""
     from avatarme_edu.geometry.head import load_eduhead
 
     if fit_a.crop.image.shape != fit_b.crop.image.shape:

@@ -288,11 +288,10 @@ def dlib_distance(image_a: torch.Tensor, landmarks_a, image_b: torch.Tensor, lan
     dlib finds no face in ``image_b``. Returns the distance and how image b's face was found."""
     import numpy as np
 
-    from avatarme_edu.fitting.dlib_models import FACE_RECOGNITION, import_dlib, model_path
-    from avatarme_edu.fitting.landmarks import FaceNotFoundError, detect_faces
+    from avatarme_edu.fitting.dlib_models import import_dlib
+    from avatarme_edu.fitting.landmarks import FaceNotFoundError, detect_faces, face_recognition_net
 
-    dlib = import_dlib()
-    net = dlib.face_recognition_model_v1(str(model_path(FACE_RECOGNITION)))
+    dlib, net = import_dlib(), face_recognition_net()  # loaded once: the cross-photo table asks many times
 
     def descriptor(img, lms):
         rgb = _srgb_uint8(img)

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from avatarme_edu.color import linear_to_srgb
-from avatarme_edu.fitting.dlib_models import LANDMARKS_68, import_dlib, model_path
+from avatarme_edu.fitting.dlib_models import FACE_RECOGNITION, LANDMARKS_68, import_dlib, model_path
 
 MAX_WORK_SIDE = 1024    # px: larger photos are down-sampled for detection
 MIN_WORK_SIDE = 320     # px: smaller photos are up-sampled for detection
@@ -142,7 +142,7 @@ def as_uint8_rgb(image) -> np.ndarray:
 
 
 class _Dlib:
-    """dlib's detector and shape predictor, loaded once."""
+    """dlib's detector and shape predictor, loaded once (and its face-recognition network, on first use)."""
     _instance = None
 
     def __init__(self):
@@ -150,12 +150,25 @@ class _Dlib:
         self.dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(str(model_path(LANDMARKS_68)))
+        self._recognition = None
+
+    @property
+    def recognition(self):
+        """dlib's ``face_recognition_model_v1`` (the 128-D descriptor), loaded on first use."""
+        if self._recognition is None:
+            self._recognition = self.dlib.face_recognition_model_v1(str(model_path(FACE_RECOGNITION)))
+        return self._recognition
 
     @classmethod
     def get(cls) -> "_Dlib":
         if cls._instance is None:
             cls._instance = cls()
         return cls._instance
+
+
+def face_recognition_net():
+    """dlib's own face-recognition network (``compute_face_descriptor``), loaded once per process."""
+    return _Dlib.get().recognition
 
 
 def _working_image(rgb: np.ndarray) -> tuple[np.ndarray, float, int]:
