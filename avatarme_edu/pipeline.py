@@ -129,13 +129,13 @@ def photo_pose_render(avatar_or_head, fitted, lights=None, factor: float = 2.0) 
     return r["image"].clamp(0, 1).cpu(), crop.clamp(0, 1)
 
 
-def identity_check(head, fitted, factor: float = 2.0) -> dict:
+def identity_check(head, fitted, factor: float = 2.0, lights=None) -> dict:
     """dlib's descriptor distance between the photo's face and the completed head rendered in the photo's
-    pose (:func:`photo_pose_render`); same person below :data:`SAME_PERSON`. The rendering's face is
-    found by dlib; ``distance`` is ``None`` when dlib finds none."""
+    pose (:func:`photo_pose_render`, under ``lights``: default its soft portrait light); same person below
+    :data:`SAME_PERSON`. The rendering's face is found by dlib; ``distance`` is ``None`` when dlib finds none."""
     from avatarme_edu.fitting.fit_report import dlib_distance
 
-    render, crop = photo_pose_render(head, fitted, factor=factor)
+    render, crop = photo_pose_render(head, fitted, lights=lights, factor=factor)
     crop_landmarks = fitted.crop.landmarks.cpu().float() * factor  # dlib's 68 of the photo, in crop pixels
     d, how = dlib_distance(crop, crop_landmarks, render)
     return {"distance": round(d, 4) if math.isfinite(d) else None, "found_by": how,

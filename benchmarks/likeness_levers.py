@@ -66,13 +66,10 @@ def head_from_albedo(avatar, albedo, profile):
 
 
 def distance(head, fitted, lights=None) -> float | None:
-    """dlib's distance between the photo crop and ``head`` rendered in its pose, as ``report["identity"]``."""
-    from avatarme_edu.fitting.fit_report import dlib_distance
-    from avatarme_edu.pipeline import photo_pose_render
+    """The report's identity distance (:func:`~avatarme_edu.pipeline.identity_check`) of ``head``."""
+    from avatarme_edu.pipeline import identity_check
 
-    render, crop = photo_pose_render(head, fitted, lights=lights)
-    d, _ = dlib_distance(crop, fitted.crop.landmarks.cpu().float() * 2.0, render)
-    return round(d, 4) if math.isfinite(d) else None
+    return identity_check(head, fitted, lights=lights)["distance"]
 
 
 def levers(avatar, profile, sigma: float) -> dict:
@@ -118,18 +115,20 @@ def mid_scale_contrast(albedo_or_texture, regions: dict, mask) -> dict:
     return {r: round(float(band[(regions[r] > 0.5) & mask.bool()].std()), 3) for r in REGIONS}
 
 
-def virtual_contrast(seeds, profile) -> list[dict]:
-    """:func:`mid_scale_contrast` of held-out virtual subjects' true albedo and lit (wild) texture."""
+def virtual_contrast(seeds, profile) -> tuple[list[dict], dict]:
+    """:func:`mid_scale_contrast` of held-out virtual subjects' true albedo and lit (wild) texture, and the
+    first subject's regions (EduHead's, in the UV layout every head shares: the photos are scored on them)."""
     from avatarme_edu.evaluation import held_out_subject
 
-    rows = []
+    rows, regions = [], None
     for seed in seeds:
         subject, wild = held_out_subject(int(seed), profile)
+        regions = subject.regions if regions is None else regions
         mask = subject.reflectance.mask
         rows.append({"seed": int(seed), "true_albedo": mid_scale_contrast(subject.reflectance.diffuse_albedo,
                                                                           subject.regions, mask),
                      "lit_texture": mid_scale_contrast(wild.high, subject.regions, mask), "light": wild.params.kind})
-    return rows
+    return rows, regions
 
 
 def _contrast_table(photo_rows: list[dict], virtual: list[dict]) -> str:
@@ -162,7 +161,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     profile = get_profile("cpu", device="cpu")
-    regions = None
+    virtual, regions = virtual_contrast(args.seeds, profile)
     rows, contrast = [], []
     for photo in args.photos:
         avatar = reconstruct(photo, profile, progress=False, identity=False)
@@ -170,12 +169,9 @@ def main() -> None:
         rows.append({"photo": Path(photo).stem, **levers(avatar, profile, args.sigma),
                      "mean_head": distance((mean_head.head_mesh, mean_head.head_shape, mean_head.head_maps), mean_head.fit)})
         print(json.dumps(rows[-1]), flush=True)
-        if regions is None:
-            regions = _eduhead_regions(avatar.shape.mask.shape, profile)
         contrast.append({"photo": rows[-1]["photo"], "contrast": {
             "texture_sr": mid_scale_contrast(avatar.texture_sr, regions, avatar.shape.mask),
             "diffuse_albedo": mid_scale_contrast(avatar.maps.diffuse_albedo, regions, avatar.shape.mask)}})
-    virtual = virtual_contrast(args.seeds, profile)
     mean = {k: round(sum(r[k] for r in rows if r[k] is not None) / max(1, sum(r[k] is not None for r in rows)), 4)
             for k in LEVERS}
     print("\n| photo | " + " | ".join(LEVERS) + " |")
@@ -189,17 +185,6 @@ def main() -> None:
                                               "sigma": args.sigma, "torch_threads": torch.get_num_threads(),
                                               "rows": rows, "mean": mean, "contrast": contrast,
                                               "virtual_contrast": virtual}, indent=1) + "\n")
-
-
-def _eduhead_regions(hw, profile) -> dict:
-    """EduHead's region weights ``{name: (H, W)}`` in the shared UV layout, at the maps' size."""
-    from avatarme_edu.geometry.head import load_eduhead
-    from avatarme_edu.geometry.raster import rasterize_uv
-    from avatarme_edu.lightstage.subjects import bake_regions
-
-    head = load_eduhead()
-    mesh = head.mesh()
-    return bake_regions(rasterize_uv(mesh, tuple(hw)), mesh.faces, head.vertex_regions())
 
 
 if __name__ == "__main__":

@@ -84,6 +84,20 @@ def test_the_render_is_closer_to_the_astronaut_than_to_another_person(avatar):
     assert own < min(others), (own, others)
 
 
+def test_identity_check_takes_the_reports_light_by_default_and_another_when_given(avatar):
+    from avatarme_edu.pipeline import identity_check
+    from avatarme_edu.render.lights import SHEnvironment
+
+    head = (avatar.head_mesh, avatar.head_shape, avatar.head_maps)
+    assert identity_check(head, avatar.fit)["distance"] == avatar.report["identity"]["distance"]
+    uniform = [SHEnvironment.uniform(intensity=1.0)]
+    lit, _ = photo_pose_render(head, avatar.fit)
+    flat, _ = photo_pose_render(head, avatar.fit, lights=uniform)
+    assert (lit - flat).abs().max() > 0.05  # another light, another rendering
+    d = identity_check(head, avatar.fit, lights=uniform)["distance"]
+    assert d is not None and d != avatar.report["identity"]["distance"]
+
+
 def _png(path: Path) -> np.ndarray:
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     assert arr is not None, path
